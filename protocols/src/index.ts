@@ -1,0 +1,17 @@
+export * from './canonical.ts';
+export * from './commands.ts';
+export * from './envelope.ts';
+export * from './errors.ts';
+export * from './events.ts';
+export * from './ids.ts';
+export * from './signing.ts';
+export * from './topics.ts';
+export * from './validate.ts';
+
+/** Protocol limits shared by edge and cloud. */
+export const LIMITS = {
+  /** Largest device payload the edge accepts (bytes). */
+  devicePayloadBytes: 16 * 1024,
+  /** Largest uplink batch the cloud accepts (bytes). */
+  uplinkBatchBytes: 1024 * 1024,
+} as const;
