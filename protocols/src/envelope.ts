@@ -28,6 +28,8 @@ export const EventEnvelopeSchema = Type.Object(
     rts: Millis,
     lane: LaneSchema,
     seq: Seq,
+    /** The device's own message id, when it sent one; the edge drops resends by it [INGEST-DEDUPE-1]. */
+    mid: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
     payload: Type.Unknown(),
   },
   { $id: 'EventEnvelope', additionalProperties: false },

@@ -18,11 +18,17 @@ export interface EventTypeSpec<S extends TSchema = TSchema> {
 
 /** Every device payload may carry its own clock reading; the edge stamps `rts` anyway. */
 const DeviceTs = Type.Optional(Millis);
+/**
+ * A device may give each event its own id; a QoS1 resend of the same id (after a lost
+ * PUBACK or an agent restart) is stored once [INGEST-DEDUPE-1].
+ */
+const DeviceMid = Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }));
 
 export const MetricValue = Type.Union([Type.Number(), Type.Boolean(), Type.String({ maxLength: 256 })]);
 
 export const TelemetryPayload = Type.Object(
   {
+    id: DeviceMid,
     ts: DeviceTs,
     metrics: Type.Record(Type.String({ pattern: '^[a-zA-Z][a-zA-Z0-9_]{0,63}$' }), MetricValue, {
       minProperties: 1,
@@ -34,6 +40,7 @@ export const TelemetryPayload = Type.Object(
 
 export const DeviceAlarmPayload = Type.Object(
   {
+    id: DeviceMid,
     ts: DeviceTs,
     code: Type.String({ pattern: '^[A-Z][A-Z0-9_]{1,63}$' }),
     severity: Type.Union([Type.Literal('info'), Type.Literal('warning'), Type.Literal('critical')]),
@@ -134,15 +141,17 @@ export function eventTypes(): ReadonlyMap<string, EventTypeSpec> {
 export function checkDeviceEvent(
   type: string,
   payload: unknown,
-): { ok: true; spec: EventTypeSpec; ts: number | undefined } | { ok: false; error: StorelinkError } {
+):
+  | { ok: true; spec: EventTypeSpec; ts: number | undefined; mid: string | undefined }
+  | { ok: false; error: StorelinkError } {
   const spec = registry.get(type);
   if (!spec || spec.source !== 'device') {
     return { ok: false, error: protoError('PROTO_ERR_UNKNOWN_TYPE', { kind: 'device event', type }) };
   }
   const r = validatorFor(type, spec).check(payload, `${type} payload`);
   if (!r.ok) return r;
-  const ts = (payload as { ts?: number }).ts;
-  return { ok: true, spec, ts };
+  const { ts, id: mid } = payload as { ts?: number; id?: string };
+  return { ok: true, spec, ts, mid };
 }
 
 /** Validates any registered event payload (used by the cloud on ingest). */

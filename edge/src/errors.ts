@@ -1,0 +1,57 @@
+import { type Catalogue, errorFactory } from '@storelink/protocols';
+
+/** Edge error catalogue. Every code is listed in docs/errors.md (a test checks). */
+export const EDGE_ERRORS = {
+  EDGE_ERR_CONFIG: {
+    message: 'configuration is invalid: {errors}',
+    fix: 'correct the named fields in the config file or the STORELINK_EDGE_* environment variables',
+  },
+  EDGE_ERR_AUTH: {
+    message: 'device "{username}" failed authentication',
+    fix: 'use the device id as MQTT username and the password from the agent config',
+    status: 401,
+  },
+  EDGE_ERR_ACL_PUBLISH: {
+    message: 'device "{deviceId}" may not publish to "{topic}"',
+    fix: 'a device publishes only under dev/{itsId}/evt/, dev/{itsId}/res/ and dev/{itsId}/state',
+    status: 403,
+  },
+  EDGE_ERR_ACL_SUBSCRIBE: {
+    message: 'device "{deviceId}" may not subscribe to "{topic}"',
+    fix: 'a device subscribes only under dev/{itsId}/ (for example dev/{itsId}/cmd/#)',
+    status: 403,
+  },
+  EDGE_ERR_OUTBOX_FULL: {
+    message: 'outbox cannot store a {lane} event: {reason}',
+    fix: 'restore the cloud link so the backlog drains, or give the outbox more disk',
+    status: 507,
+  },
+  EDGE_ERR_OUTBOX_IO: {
+    message: 'outbox write failed: {reason}',
+    fix: 'check the data directory: disk space, permissions, file system errors',
+    status: 500,
+  },
+  EDGE_ERR_OUTBOX_CORRUPT: {
+    message: 'outbox store was damaged and repaired; lost {lostCount} events: {ranges}',
+    fix: 'nothing to do for the agent; the loss is reported to the cloud as a gap',
+    status: 500,
+  },
+  EDGE_ERR_CMD_REPLAY: {
+    message: 'command {id} was already executed; returning its first result',
+    fix: 'nothing: commands run at most once; issue a new command id to act again',
+    status: 409,
+  },
+  EDGE_ERR_CMD_UNKNOWN_DEVICE: {
+    message: 'command {id} targets unknown device "{device}"',
+    fix: 'target a device listed in this gateway configuration',
+    status: 404,
+  },
+  EDGE_ERR_CMD_TIMEOUT: {
+    message: 'device "{device}" did not answer command {id} within {timeoutMs} ms',
+    fix: 'check that the device is online and subscribed to dev/{device}/cmd/#',
+    status: 504,
+  },
+} as const satisfies Catalogue;
+
+export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
+export const edgeError = errorFactory(EDGE_ERRORS);
