@@ -6,7 +6,11 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
-          include: ['{protocols,edge,cloud,firmware-sim}/src/**/*.test.ts', 'test/e2e/**/*.test.ts'],
+          include: [
+            '{protocols,edge,cloud,firmware-sim}/src/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+            'test/docs/**/*.test.ts',
+          ],
           testTimeout: 30_000,
           hookTimeout: 30_000,
         },

@@ -1,4 +1,4 @@
-import { type Static, Type } from '@sinclair/typebox';
+import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { ID_PATTERN } from './ids.ts';
 import { compile } from './validate.ts';
 
@@ -10,6 +10,14 @@ import { compile } from './validate.ts';
 export const LANES = ['tx', 'event', 'telemetry'] as const;
 export type Lane = (typeof LANES)[number];
 export const LaneSchema = Type.Union(LANES.map((l) => Type.Literal(l)));
+
+/** `{ tx?, event?, telemetry? }` and nothing else: a misspelt lane is an error, not ignored. */
+function perLane<T extends TSchema>(schema: T) {
+  return Type.Object(
+    { tx: Type.Optional(schema), event: Type.Optional(schema), telemetry: Type.Optional(schema) },
+    { additionalProperties: false },
+  );
+}
 
 export const Id = Type.String({ pattern: ID_PATTERN });
 export const Ulid = Type.String({ pattern: '^[0-9A-HJKMNP-TV-Z]{26}$' });
@@ -52,7 +60,7 @@ export const UplinkBatchSchema = Type.Object(
     site: Id,
     epoch: Ulid,
     sentAt: Millis,
-    floors: Type.Partial(Type.Record(LaneSchema, Seq)),
+    floors: perLane(Seq),
     events: Type.Array(EventEnvelopeSchema, { maxItems: 5000 }),
   },
   { $id: 'UplinkBatch', additionalProperties: false },
@@ -67,7 +75,7 @@ export const AckSchema = Type.Object(
   {
     v: Type.Literal(1),
     epoch: Ulid,
-    acks: Type.Partial(Type.Record(LaneSchema, Type.Integer({ minimum: 0 }))),
+    acks: perLane(Type.Integer({ minimum: 0 })),
     at: Millis,
   },
   { $id: 'Ack', additionalProperties: false },
@@ -119,7 +127,7 @@ export const HeartbeatSchema = Type.Object(
       depth: Type.Integer({ minimum: 0 }),
       bytes: Type.Integer({ minimum: 0 }),
       oldestAgeMs: Type.Integer({ minimum: 0 }),
-      lanes: Type.Partial(Type.Record(LaneSchema, LaneStatsSchema)),
+      lanes: perLane(LaneStatsSchema),
     }),
   },
   { $id: 'Heartbeat', additionalProperties: true },
