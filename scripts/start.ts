@@ -1,0 +1,298 @@
+/**
+ * `npm start`: the demo store on embedded defaults. Starts the cloud (embedded broker,
+ * PGlite under .data/), one edge agent and simulated devices as three separate
+ * processes — the same binaries and config files a real deployment uses — and shows a
+ * live one-screen summary. Ctrl-C stops everything cleanly; the next start continues
+ * from the same data.
+ *
+ *   npm start                      # until Ctrl-C
+ *   npm start -- --duration 30     # stop by itself after 30 s (used by the smoke test)
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const ROOT = resolve(import.meta.dirname, '..');
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string' },
+    'data-dir': { type: 'string', default: join(ROOT, '.data') },
+    plain: { type: 'boolean', default: false },
+  },
+});
+
+const DATA = resolve(args['data-dir']!);
+const CONFIG_DIR = join(DATA, 'config');
+const LOG_DIR = join(DATA, 'logs');
+const SITE = 'demo-store';
+const GATEWAY = 'gw-1';
+
+interface DemoConfigs {
+  cloud: string;
+  edge: string;
+  sim: string;
+  cloudHttp: string;
+  edgeHttp: string;
+}
+
+/** Prefers the documented port; falls back to a free one when something else holds it. */
+async function portOr(preferred: number): Promise<number> {
+  const tryListen = (port: number) =>
+    new Promise<number | null>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(null));
+      srv.listen(port, '127.0.0.1', () => {
+        const bound = (srv.address() as { port: number }).port;
+        srv.close(() => res(bound));
+      });
+    });
+  return (await tryListen(preferred)) ?? (await tryListen(0))!;
+}
+
+const secret = () => randomBytes(12).toString('base64url');
+
+function readJson<T>(path: string): T {
+  return JSON.parse(readFileSync(path, 'utf8')) as T;
+}
+
+/** Writes the three config files on first start; later starts reuse them (and their secrets). */
+async function ensureConfigs(): Promise<DemoConfigs> {
+  mkdirSync(CONFIG_DIR, { recursive: true });
+  mkdirSync(LOG_DIR, { recursive: true });
+  const paths = {
+    cloud: join(CONFIG_DIR, 'cloud.json'),
+    edge: join(CONFIG_DIR, 'edge.json'),
+    sim: join(CONFIG_DIR, 'sim.json'),
+  };
+  if (!existsSync(paths.cloud) || !existsSync(paths.edge) || !existsSync(paths.sim)) {
+    const ports = {
+      cloudHttp: await portOr(8080),
+      cloudMqtt: await portOr(1884),
+      edgeMqtt: await portOr(1883),
+      edgeWs: await portOr(8883),
+      edgeHttp: await portOr(8081),
+    };
+    const gatewayPassword = secret();
+    const privateKeyFile = join(DATA, 'cloud', 'command-key.pem');
+    const devices = [
+      { id: 'fridge-1', kind: 'fridge', password: secret(), intervalMs: 1000 },
+      { id: 'fridge-2', kind: 'fridge', password: secret(), intervalMs: 1000 },
+      { id: 'vend-1', kind: 'vending', password: secret(), intervalMs: 2000 },
+      { id: 'vend-2', kind: 'vending', password: secret(), intervalMs: 2000 },
+    ];
+    const cloud = {
+      dataDir: join(DATA, 'cloud'),
+      http: { host: '127.0.0.1', port: ports.cloudHttp },
+      broker: { mode: 'embedded', host: '127.0.0.1', port: ports.cloudMqtt },
+      store: { kind: 'pglite', dir: join(DATA, 'cloud', 'pg') },
+      signing: { privateKeyFile },
+      service: { username: 'storelink-cloud', password: secret() },
+      gateways: [{ id: GATEWAY, site: SITE, name: 'Demo store, machine 1', password: gatewayPassword }],
+      log: { level: 'info' },
+    };
+    const edge = {
+      site: SITE,
+      gateway: GATEWAY,
+      dataDir: join(DATA, 'edge'),
+      broker: { host: '127.0.0.1', port: ports.edgeMqtt, wsPort: ports.edgeWs },
+      http: { host: '127.0.0.1', port: ports.edgeHttp },
+      cloud: {
+        url: `mqtt://127.0.0.1:${ports.cloudMqtt}`,
+        username: GATEWAY,
+        password: gatewayPassword,
+        publicKeyFile: `${privateKeyFile}.pub`,
+      },
+      devices: devices.map(({ id, password, kind }) => ({ id, password, kind })),
+      log: { level: 'info' },
+    };
+    const sim = { brokerUrl: `mqtt://127.0.0.1:${ports.edgeMqtt}`, devices };
+    writeFileSync(paths.cloud, JSON.stringify(cloud, null, 2) + '\n', { mode: 0o600 });
+    writeFileSync(paths.edge, JSON.stringify(edge, null, 2) + '\n', { mode: 0o600 });
+    writeFileSync(paths.sim, JSON.stringify(sim, null, 2) + '\n', { mode: 0o600 });
+  }
+  const cloud = readJson<{ http: { port: number } }>(paths.cloud);
+  const edge = readJson<{ http: { port: number } }>(paths.edge);
+  return {
+    ...paths,
+    cloudHttp: `http://127.0.0.1:${cloud.http.port}`,
+    edgeHttp: `http://127.0.0.1:${edge.http.port}`,
+  };
+}
+
+interface Proc {
+  name: string;
+  child: ChildProcess;
+  exited: Promise<number | null>;
+}
+
+const procs: Proc[] = [];
+let stopping = false;
+
+function launch(name: string, bin: string, config: string): Proc {
+  const log = createWriteStream(join(LOG_DIR, `${name}.log`), { flags: 'a' });
+  const child = spawn(process.execPath, [join(ROOT, bin), '--config', config], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: process.env,
+  });
+  child.stdout!.pipe(log);
+  child.stderr!.pipe(log);
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const proc = { name, child, exited };
+  void exited.then((code) => {
+    if (!stopping) {
+      console.error(`\n${name} exited unexpectedly (code ${code}); see ${join(LOG_DIR, `${name}.log`)}`);
+      void shutdown(1);
+    }
+  });
+  procs.push(proc);
+  return proc;
+}
+
+async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (stopping) return;
+    try {
+      const r = await fetch(`${url}/readyz`);
+      if (r.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${name} did not become ready within ${timeoutMs / 1000} s; see ${LOG_DIR}/${name}.log`);
+}
+
+async function shutdown(code: number): Promise<never> {
+  stopping = true;
+  // Stop in reverse order: devices, then the edge (it publishes its death), then the cloud.
+  for (const p of [...procs].reverse()) {
+    p.child.kill('SIGINT');
+    const done = await Promise.race([p.exited, new Promise((r) => setTimeout(() => r('timeout'), 10_000))]);
+    if (done === 'timeout') p.child.kill('SIGKILL');
+  }
+  process.exit(code);
+}
+
+async function getJson<T>(url: string): Promise<T | undefined> {
+  try {
+    const r = await fetch(url);
+    return r.ok ? ((await r.json()) as T) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+// ---------------- live summary ----------------
+
+interface EdgeStatus {
+  devices?: Array<{ id: string; online: boolean }>;
+  outbox?: { depth: number; bytes: number; oldestAgeMs: number; lanes?: Record<string, { ackedSeq: number }> };
+  uplink?: { connected: boolean; bdSeq?: number };
+}
+interface Counts {
+  lanes?: Array<{ lane: string; stored: number; acked: number }>;
+}
+interface CommandRow {
+  id: string;
+  status: string;
+  roundTripMs?: number | null;
+  issuedAt?: number;
+  completedAt?: number | null;
+}
+
+interface Sample {
+  at: number;
+  stored: number;
+  acked: number;
+}
+
+async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Promise<void> {
+  const startedAt = Date.now();
+  let prev: Sample | undefined;
+  let lastCommand: { id: string; sentAt: number } | undefined;
+  let lastRoundTrip = '—';
+  let lastPing = 0;
+  const tty = process.stdout.isTTY && !args.plain;
+
+  for (;;) {
+    if (durationMs !== undefined && Date.now() - startedAt >= durationMs) return;
+    const now = Date.now();
+    const [status, counts] = await Promise.all([
+      getJson<EdgeStatus>(`${cfg.edgeHttp}/status`),
+      getJson<Counts>(`${cfg.cloudHttp}/api/v1/gateways/${GATEWAY}/counts`),
+    ]);
+    const stored = (counts?.lanes ?? []).reduce((s, l) => s + l.stored, 0);
+    const acked = (counts?.lanes ?? []).reduce((s, l) => s + l.acked, 0);
+    const dt = prev ? (now - prev.at) / 1000 : 0;
+    const inRate = prev && dt > 0 ? (stored - prev.stored) / dt : 0;
+    const ackRate = prev && dt > 0 ? (acked - prev.acked) / dt : 0;
+    prev = { at: now, stored, acked };
+
+    // A ping through the whole path every 10 s: cloud → edge → cloud.
+    if (now - lastPing > 10_000) {
+      lastPing = now;
+      const r = await fetch(`${cfg.cloudHttp}/api/v1/gateways/${GATEWAY}/commands`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ type: 'ping', target: { device: 'fridge-1' }, payload: { echo: 'summary' } }),
+      }).catch(() => undefined);
+      if (r?.ok) lastCommand = { id: ((await r.json()) as CommandRow).id, sentAt: now };
+    }
+    if (lastCommand) {
+      const row = await getJson<CommandRow>(`${cfg.cloudHttp}/api/v1/commands/${lastCommand.id}`);
+      if (row && row.status !== 'sent' && row.status !== 'pending') {
+        const rt = row.roundTripMs ?? (row.completedAt && row.issuedAt ? row.completedAt - row.issuedAt : undefined);
+        lastRoundTrip = `${row.status}${rt !== undefined ? ` in ${rt} ms` : ''}`;
+        lastCommand = undefined;
+      }
+    }
+
+    const devices = status?.devices ?? [];
+    const online = devices.filter((d) => d.online).length;
+    const lines = [
+      `storelink demo — ${SITE}/${GATEWAY}   up ${Math.round((now - startedAt) / 1000)} s`,
+      '',
+      `devices online      ${online}/${devices.length}   ${devices.map((d) => `${d.id}${d.online ? '' : '(off)'}`).join(' ')}`,
+      `uplink              ${status?.uplink?.connected ? 'connected' : 'DISCONNECTED'}   bdSeq ${status?.uplink?.bdSeq ?? '—'}`,
+      `events/s in cloud   ${inRate.toFixed(1)}   (stored ${stored})`,
+      `events/s acked      ${ackRate.toFixed(1)}   (acked ${acked})`,
+      `outbox depth        ${status?.outbox?.depth ?? '—'} events, ${status?.outbox?.bytes ?? '—'} bytes, oldest ${status?.outbox?.oldestAgeMs ?? '—'} ms`,
+      `last command        ping → fridge-1: ${lastRoundTrip}`,
+      '',
+      `API        ${cfg.cloudHttp}/api/v1/gateways`,
+      `API docs   ${cfg.cloudHttp}/docs`,
+      `edge       ${cfg.edgeHttp}/status   ${cfg.edgeHttp}/metrics`,
+      `logs       ${LOG_DIR}/`,
+      'Ctrl-C stops everything',
+    ];
+    if (tty) process.stdout.write('\x1b[H\x1b[2J' + lines.join('\n') + '\n');
+    else if (Math.round((now - startedAt) / 1000) % 5 === 0) console.log(lines.slice(2, 8).join(' | '));
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
+
+async function main(): Promise<void> {
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+  const cfg = await ensureConfigs();
+  console.log(`data and configs in ${DATA}`);
+  launch('cloud', 'cloud/bin/storelink-cloud.js', cfg.cloud);
+  await waitReady('cloud', cfg.cloudHttp);
+  launch('edge', 'edge/bin/storelink-edge.js', cfg.edge);
+  await waitReady('edge', cfg.edgeHttp);
+  launch('sim', 'firmware-sim/bin/storelink-sim.js', cfg.sim);
+  const duration = args.duration ? Number(args.duration) * 1000 : undefined;
+  await summaryLoop(cfg, duration);
+  await shutdown(0);
+}
+
+main().catch((e: unknown) => {
+  console.error((e as Error).message);
+  void shutdown(1);
+});
