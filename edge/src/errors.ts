@@ -51,6 +51,15 @@ export const EDGE_ERRORS = {
     fix: 'check that the device is online and subscribed to dev/{device}/cmd/#',
     status: 504,
   },
+  EDGE_ERR_CMD_INTERRUPTED: {
+    message: 'command {id} was started but the agent stopped before it completed; its outcome is unknown',
+    fix: 'check the device state, then issue a new command id if the action is still wanted',
+    status: 500,
+  },
+  EDGE_ERR_CMD_MALFORMED: {
+    message: 'command message on {topic} is unusable: {reason}',
+    fix: 'publish a signed CommandEnvelope as UTF-8 JSON (see docs/protocol.md)',
+  },
 } as const satisfies Catalogue;
 
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
