@@ -103,6 +103,34 @@ export const PROTO_ERRORS = {
     message: 'key is not a usable Ed25519 {kind} key: {reason}',
     fix: 'provide a PEM-encoded Ed25519 key (openssl genpkey -algorithm ed25519)',
   },
+  PROTO_ERR_MDB_CHECKSUM: {
+    message: 'vending serial frame has checksum {got}, expected {want} ({bytes})',
+    fix: 'line noise or a garbled frame: the frame is dropped and the sender repeats it; check wiring and baud rate if it persists',
+  },
+  PROTO_ERR_MDB_LENGTH: {
+    message: 'vending serial frame has a bad length: {reason}',
+    fix: 'frames are SYNC LEN BODY[1..36] CHK; see docs/protocol.md "Vending serial link"',
+  },
+  PROTO_ERR_MDB_UNKNOWN_COMMAND: {
+    message: 'vending serial frame carries an unknown command: {reason}',
+    fix: 'use the cashless-device commands listed in docs/protocol.md "Vending serial link"',
+  },
+  PROTO_ERR_MDB_GARBAGE: {
+    message: 'skipped {skipped} bytes that are not a vending serial frame ({bytes})',
+    fix: 'line noise or a peer that started mid-frame; the parser resynchronises on the next SYNC byte',
+  },
+  PROTO_ERR_MDB_TRUNCATED: {
+    message: 'vending serial frame was cut off ({pending} bytes pending: {bytes})',
+    fix: 'the sender stopped mid-frame (reset, unplugged cable); it repeats the frame after recovery',
+  },
+  PROTO_ERR_MDB_FIELD: {
+    message: 'vending serial field {field}={value} is out of range: {reason}',
+    fix: 'prices and items are 16-bit unsigned, feature bytes 8-bit; see docs/protocol.md',
+  },
+  PROTO_ERR_MDB_OUT_OF_SEQUENCE: {
+    message: 'vending serial command {command} is out of sequence in state {state}',
+    fix: 'the peers disagree on the session state; the cashless device answers OUT OF SEQUENCE and the VMC resets it',
+  },
 } as const satisfies Catalogue;
 
 export type ProtoErrorCode = keyof typeof PROTO_ERRORS;

@@ -4,6 +4,7 @@ export * from './envelope.ts';
 export * from './errors.ts';
 export * from './events.ts';
 export * from './ids.ts';
+export * as mdb from './mdb/index.ts';
 export * from './signing.ts';
 export * from './topics.ts';
 export * from './validate.ts';
