@@ -56,6 +56,11 @@ export const EDGE_ERRORS = {
     fix: 'check the device state, then issue a new command id if the action is still wanted',
     status: 500,
   },
+  EDGE_ERR_CMD_FAILED: {
+    message: 'command {id} failed at the edge: {reason}',
+    fix: 'see the agent log for the cause; issue a new command id once it is fixed',
+    status: 500,
+  },
   EDGE_ERR_CMD_MALFORMED: {
     message: 'command message on {topic} is unusable: {reason}',
     fix: 'publish a signed CommandEnvelope as UTF-8 JSON (see docs/protocol.md)',

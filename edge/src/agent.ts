@@ -1,0 +1,303 @@
+import type { KeyObject } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { LANES, loadPublicKey, type UnsequencedEvent } from '@storelink/protocols';
+import { type Logger, pino } from 'pino';
+import { DeviceAuth } from './broker/auth.ts';
+import { type EdgeBroker, startEdgeBroker } from './broker/index.ts';
+import { Presence } from './broker/presence.ts';
+import { CommandRouter } from './commands/index.ts';
+import { type EdgeConfig, type EdgeConfigInput, parseConfig, readPublicKeyPem } from './config.ts';
+import { edgeError } from './errors.ts';
+import { heartbeat } from './heartbeat.ts';
+import { build } from './http/index.ts';
+import { edgeEvent } from './ingest/edge-events.ts';
+import { EventIngest } from './ingest/event.ts';
+import { EdgeMetrics } from './metrics.ts';
+import type { EdgeStore } from './outbox/types.ts';
+import { Uplink, type UplinkStatus } from './uplink/index.ts';
+
+export const VERSION: string = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+export interface StartEdgeOptions {
+  /** Injected clock (house style 6). */
+  now?: () => number;
+  logger?: Logger;
+  /** An already open store (tests); otherwise the agent opens `config.outbox.kind` under dataDir and owns it. */
+  store?: EdgeStore;
+  /** Jitter source for reconnect backoff. */
+  random?: () => number;
+}
+
+export interface EdgeStatus {
+  gateway: string;
+  site: string;
+  version: string;
+  startedAt: number;
+  uptimeS: number;
+  devices: Array<{
+    id: string;
+    kind?: string;
+    online: boolean;
+    connections: number;
+    lastSeen: number | null;
+    events: number;
+    rejected: number;
+  }>;
+  outbox: ReturnType<EdgeStore['outbox']['stats']> & { drainPerSecond: number; etaSeconds: number | null };
+  uplink: UplinkStatus;
+  recovery: EdgeStore['recovery'];
+}
+
+export interface EdgeAgent {
+  brokerPort: number;
+  wsPort: number | null;
+  httpUrl: string;
+  config: EdgeConfig;
+  store: EdgeStore;
+  metrics: EdgeMetrics;
+  status(): EdgeStatus;
+  close(): Promise<void>;
+}
+
+async function openStore(config: EdgeConfig, now: () => number): Promise<EdgeStore> {
+  // Resolved at run time so the agent compiles against the interface alone.
+  const mod = (await import('./outbox/index.ts')) as {
+    openEdgeStore: (c: Record<string, unknown>) => Promise<EdgeStore>;
+  };
+  const o = config.outbox;
+  return mod.openEdgeStore({
+    dir: config.dataDir,
+    kind: o.kind,
+    durability: o.durability,
+    maxBytes: o.maxBytes,
+    lanes: o.lanes,
+    now,
+  });
+}
+
+/**
+ * Starts the edge agent: local broker (TCP, optional WebSocket), device ingest into the
+ * outbox, uplink to the cloud, command router, heartbeat and the local HTTP surface.
+ */
+export async function startEdge(
+  input: EdgeConfig | EdgeConfigInput,
+  opts: StartEdgeOptions = {},
+): Promise<EdgeAgent> {
+  const config = parseConfig(input, {});
+  const now = opts.now ?? Date.now;
+  const logger =
+    opts.logger ??
+    pino({ name: 'storelink-edge', level: config.log.level, base: { gateway: config.gateway } });
+  const startedAt = now();
+  const ctx = { site: config.site, gateway: config.gateway, now };
+
+  let publicKey: KeyObject | undefined;
+  const pem = readPublicKeyPem(config);
+  if (pem) {
+    try {
+      publicKey = loadPublicKey(pem);
+    } catch (e) {
+      throw edgeError(
+        'EDGE_ERR_CONFIG',
+        { errors: `/cloud/publicKey: ${(e as Error).message}` },
+        { cause: e },
+      );
+    }
+  } else {
+    logger.warn('no cloud command key configured: every command will be refused');
+  }
+
+  const ownsStore = !opts.store;
+  const store = opts.store ?? (await openStore(config, now));
+  const { outbox, kv } = store;
+  if (store.recovery.lostCount > 0) {
+    const e = edgeError('EDGE_ERR_OUTBOX_CORRUPT', {
+      lostCount: store.recovery.lostCount,
+      ranges: JSON.stringify(store.recovery.lost),
+    });
+    logger.error({ code: e.code, lost: store.recovery.lost }, e.message);
+  }
+
+  let presence: Presence;
+  const metrics = new EdgeMetrics({ outbox: () => outbox, devicesOnline: () => presence.online().length });
+  const kinds = new Map(config.devices.map((d) => [d.id, d.kind]));
+
+  // Presence events are appended in the order they happen.
+  let presenceChain: Promise<unknown> = Promise.resolve();
+  const appendEdgeEvent = (ev: UnsequencedEvent) => {
+    presenceChain = presenceChain
+      .then(() => outbox.append(ev))
+      .then(
+        () => metrics.accepted.inc({ type: ev.type, lane: ev.lane }),
+        (e: unknown) => logger.error({ type: ev.type, err: (e as Error).message }, 'edge event not stored'),
+      );
+  };
+  presence = new Presence(now, (kind, device, reason, clientId) => {
+    logger.info({ device, clientId, reason }, `device ${kind}`);
+    appendEdgeEvent(
+      edgeEvent(ctx, kind === 'online' ? 'device.online' : 'device.offline', device, {
+        reason: reason as 'connected',
+        clientId: clientId.slice(0, 128),
+      }),
+    );
+  });
+
+  let broker: EdgeBroker | undefined;
+  const reportToDevice: EdgeBroker['reportToDevice'] = (d, t, e) => broker?.reportToDevice(d, t, e);
+  const ingest = new EventIngest({
+    outbox,
+    site: config.site,
+    gateway: config.gateway,
+    now,
+    metrics,
+    logger,
+    reportToDevice,
+    count: (d, what) => {
+      presence.device(d)[what]++;
+    },
+  });
+  const auth = new DeviceAuth(config.devices);
+  const commands = new CommandRouter({
+    publicKey,
+    site: config.site,
+    gateway: config.gateway,
+    kv,
+    outbox,
+    now,
+    metrics,
+    logger,
+    commandTimeoutMs: config.commandTimeoutMs,
+    knownDevice: (id) => auth.has(id),
+    sendToDevice: (topic, json) => broker!.publish(topic, json, 1),
+    reportToDevice,
+  });
+
+  broker = await startEdgeBroker({
+    host: config.broker.host,
+    port: config.broker.port,
+    wsPort: config.broker.wsPort,
+    auth,
+    presence,
+    metrics,
+    logger,
+    handlers: {
+      event: (d, type, topic, payload, done) => ingest.handle(d, type, topic, payload, done),
+      result: (d, id, payload, done) => commands.deviceResult(d, id, payload, done),
+    },
+  });
+
+  await commands.start();
+  const uplink = new Uplink({
+    cloud: config.cloud,
+    site: config.site,
+    gateway: config.gateway,
+    outbox,
+    kv,
+    now,
+    metrics,
+    logger,
+    version: VERSION,
+    random: opts.random,
+    onCommand: (topic, payload) => {
+      commands.handle(topic, payload).catch((e: unknown) => {
+        logger.error({ err: (e as Error).message }, 'command handling failed');
+      });
+    },
+  });
+  await uplink.start();
+
+  const hb = setInterval(() => {
+    if (!uplink.isConnected) return;
+    const body = heartbeat({
+      site: config.site,
+      gateway: config.gateway,
+      now: now(),
+      startedAt,
+      bdSeq: uplink.currentBdSeq,
+      devicesOnline: presence.online(),
+      outbox,
+    });
+    uplink.publishHeartbeat(JSON.stringify(body));
+  }, config.heartbeatMs);
+  hb.unref();
+
+  const status = (): EdgeStatus => {
+    const st = outbox.stats();
+    const rate = uplink.sender.rate;
+    const devices = config.devices.map((d) => {
+      const i = presence.device(d.id);
+      const out: EdgeStatus['devices'][number] = {
+        id: d.id,
+        online: i.online,
+        connections: i.connections,
+        lastSeen: i.lastSeen ?? null,
+        events: i.events,
+        rejected: i.rejected,
+      };
+      const kind = kinds.get(d.id);
+      if (kind) out.kind = kind;
+      return out;
+    });
+    return {
+      gateway: config.gateway,
+      site: config.site,
+      version: VERSION,
+      startedAt,
+      uptimeS: (now() - startedAt) / 1000,
+      devices,
+      outbox: { ...st, drainPerSecond: rate.perSecond(), etaSeconds: rate.etaSeconds(st.depth) },
+      uplink: uplink.status(),
+      recovery: store.recovery,
+    };
+  };
+
+  let storeOpen = true;
+  const app = build({
+    registry: metrics.registry,
+    status,
+    ready: () => {
+      const checks = { broker: broker!.listening(), store: storeOpen, cloud: uplink.isConnected };
+      return { ready: checks.broker && checks.store, checks };
+    },
+  });
+  const httpUrl = await app.listen({ host: config.http.host, port: config.http.port });
+  logger.info(
+    { broker: broker.port, ws: broker.wsPort, http: httpUrl, lanes: LANES, epoch: outbox.epoch },
+    'edge agent started',
+  );
+
+  let closing: Promise<void> | null = null;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(hb);
+      // 1. stop accepting connections, 2. let appends in flight finish (their devices
+      // get their PUBACK), 3. close device connections, recording why they went offline.
+      void broker!.stopListening();
+      await ingest.stop();
+      presence.markAll('agent_restart');
+      await broker!.close();
+      await presenceChain;
+      await commands.close();
+      // The cloud learns we left: offline state with this session's bdSeq.
+      await uplink.close();
+      await app.close();
+      storeOpen = false;
+      if (ownsStore) await store.close();
+      logger.info('edge agent stopped');
+    })();
+    return closing;
+  };
+
+  return {
+    brokerPort: broker.port,
+    wsPort: broker.wsPort,
+    httpUrl,
+    config,
+    store,
+    metrics,
+    status,
+    close,
+  };
+}
