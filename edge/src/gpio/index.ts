@@ -1,0 +1,3 @@
+export * from './debounce.ts';
+export * from './line.ts';
+export * from './onoff.ts';
