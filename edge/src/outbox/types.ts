@@ -23,6 +23,10 @@ export interface OutboxOptions {
   lanes: Record<Lane, LaneBudget>;
   /** Injected clock (house style 6). */
   now: () => number;
+  /** Resend dedupe bounds [INGEST-DEDUPE-1]; defaults: 24 h window, 1000 ids per device. */
+  dedupe?: { windowMs?: number; maxPerDevice?: number };
+  /** How often the store runs `expire()` on its own (unref'd) timer; default 5000 ms, 0 = never. */
+  expireIntervalMs?: number;
 }
 
 /** An event as stored: its seq and its envelope already serialised as JSON. */

@@ -1,0 +1,152 @@
+import { closeSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { LANES, type Lane } from '@storelink/protocols';
+import { OutboxCore, type WriteSet } from './core.ts';
+import { EngineOutbox, type LogFn, type OutboxStorage } from './engine.ts';
+import { dedupeStorageKey, eventKey, eventPrefix, KV_PREFIX, kvKey, metaKey, prefixEnd } from './keys.ts';
+import { type Db, openDb, recover, type Watermark } from './recovery.ts';
+import type { EdgeStore, KvStore, OutboxOptions } from './types.ts';
+
+type Op = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
+
+export interface LevelStoreOptions extends OutboxOptions {
+  onLog?: LogFn;
+  /** Test seam: sees the opened database (e.g. to count or fail `db.batch`). */
+  onDb?: (db: Db) => void;
+}
+
+/** Name of the watermark file kept beside the LevelDB files. */
+export const WATERMARK_FILE = 'STORELINK-WATERMARK';
+const WATERMARK_SIZE = 256;
+
+/**
+ * The watermark file holds the `next` counters after the last committed batch, written
+ * (without fsync) after each batch that assigned seqs. If the tail of the LevelDB log is
+ * lost (power cut under `durability: process`, a damaged disk), counters and events
+ * vanish together and the store would look consistent; the watermark is how recovery
+ * still sees that seqs up to it were handed out, reports them lost and never reuses them
+ * [OUTBOX-RECOVER-1].
+ */
+class WatermarkFile {
+  private fd: number | undefined;
+
+  constructor(private readonly path: string) {}
+
+  static read(path: string): Watermark | undefined {
+    try {
+      const w = JSON.parse(readFileSync(path, 'utf8').trim()) as Watermark;
+      return typeof w.epoch === 'string' && LANES.every((l) => Number.isSafeInteger(w.next?.[l])) ? w : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  write(w: Watermark): void {
+    this.fd ??= openSync(this.path, 'w');
+    // Fixed size at offset 0: a rewrite never leaves a longer old tail behind.
+    const buf = Buffer.alloc(WATERMARK_SIZE, 0x20);
+    buf.write(JSON.stringify(w));
+    writeSync(this.fd, buf, 0, WATERMARK_SIZE, 0);
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+}
+
+function toOps(ws: WriteSet): Op[] {
+  const ops: Op[] = [];
+  for (const e of ws.events) ops.push({ type: 'put', key: eventKey(e.lane, e.seq), value: e.json });
+  for (const r of ws.removed) for (const seq of r.seqs) ops.push({ type: 'del', key: eventKey(r.lane, seq) });
+  // [OUTBOX-WRITE-1] counters travel in the same batch as the events they count.
+  for (const m of ws.meta) ops.push({ type: 'put', key: metaKey(m.field, m.lane), value: String(m.value) });
+  for (const d of ws.drops) ops.push({ type: 'put', key: metaKey('drops', d.lane), value: JSON.stringify(d.value) });
+  for (const d of ws.dedupePut) ops.push({ type: 'put', key: dedupeStorageKey(d.key), value: d.value });
+  for (const key of ws.dedupeDel) ops.push({ type: 'del', key: dedupeStorageKey(key) });
+  return ops;
+}
+
+class LevelStorage implements OutboxStorage {
+  constructor(
+    private readonly db: Db,
+    private readonly watermark: WatermarkFile,
+    private readonly epoch: string,
+    private readonly core: () => OutboxCore,
+  ) {}
+
+  async write(ws: WriteSet, sync: boolean): Promise<void> {
+    const ops = toOps(ws);
+    if (ops.length === 0) return;
+    await this.db.batch(ops, { sync });
+    if (ws.meta.some((m) => m.field === 'next')) this.writeWatermark(ws);
+  }
+
+  async readRange(lane: Lane, afterSeq: number, lastSeq: number, limit: number) {
+    const rows = await this.db
+      .iterator({ gt: eventKey(lane, Math.max(0, afterSeq)), lte: eventKey(lane, lastSeq), limit })
+      .all();
+    const cut = eventPrefix(lane).length;
+    return rows.map(([key, json]) => ({ seq: Number(key.slice(cut)), json }));
+  }
+
+  private writeWatermark(ws: WriteSet): void {
+    const next = {} as Record<Lane, number>;
+    for (const l of LANES) next[l] = this.core().lanes[l].next;
+    for (const m of ws.meta) if (m.field === 'next') next[m.lane] = m.value;
+    this.watermark.write({ epoch: this.epoch, next });
+  }
+}
+
+class LevelKv implements KvStore {
+  constructor(
+    private readonly db: Db,
+    private readonly syncDefault: boolean,
+  ) {}
+
+  get(key: string): Promise<string | undefined> {
+    return this.db.get(kvKey(key));
+  }
+  put(key: string, value: string, opts?: { sync?: boolean }): Promise<void> {
+    return this.db.put(kvKey(key), value, { sync: opts?.sync ?? this.syncDefault });
+  }
+  del(key: string): Promise<void> {
+    return this.db.del(kvKey(key), { sync: this.syncDefault });
+  }
+  async keys(prefix: string, limit = -1): Promise<string[]> {
+    const gte = kvKey(prefix);
+    const lt = prefix === '' ? prefixEnd(KV_PREFIX) : prefixEnd(gte);
+    const keys = await this.db.keys({ gte, lt, limit }).all();
+    return keys.map((k) => k.slice(KV_PREFIX.length));
+  }
+}
+
+/**
+ * Opens (creating when missing) the LevelDB outbox + KV at `dir`, verifies it and
+ * reports what could not be recovered in `recovery` [OUTBOX-RECOVER-1].
+ */
+export async function openLevelStore(dir: string, opts: LevelStoreOptions): Promise<EdgeStore> {
+  const log = opts.onLog ?? (() => {});
+  const { db, repaired } = await openDb(dir, log);
+  const watermarkPath = join(dir, WATERMARK_FILE);
+  const rec = await recover(db, repaired, WatermarkFile.read(watermarkPath), opts.now());
+  if (rec.report.lostCount > 0) log('error', rec.report.message, { lost: rec.report.lost, code: 'EDGE_ERR_OUTBOX_CORRUPT' });
+  else log('info', rec.report.message);
+  const core = new OutboxCore(opts, rec.lanes);
+  core.dedupe.load(rec.dedupe);
+  core.dedupe.prune(opts.now());
+  const watermark = new WatermarkFile(watermarkPath);
+  watermark.write({ epoch: rec.epoch, next: { tx: rec.lanes.tx.next, event: rec.lanes.event.next, telemetry: rec.lanes.telemetry.next } });
+  opts.onDb?.(db);
+  const outbox = new EngineOutbox(rec.epoch, core, new LevelStorage(db, watermark, rec.epoch, () => core), log);
+  return {
+    outbox,
+    kv: new LevelKv(db, opts.durability === 'power'),
+    recovery: rec.report,
+    async close() {
+      await outbox.close();
+      watermark.close();
+      await db.close();
+    },
+  };
+}
