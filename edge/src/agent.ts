@@ -61,7 +61,7 @@ export interface EdgeAgent {
   close(): Promise<void>;
 }
 
-async function openStore(config: EdgeConfig, now: () => number): Promise<EdgeStore> {
+async function openStore(config: EdgeConfig, now: () => number, logger: Logger): Promise<EdgeStore> {
   // Resolved at run time so the agent compiles against the interface alone.
   const mod = (await import('./outbox/index.ts')) as {
     openEdgeStore: (c: Record<string, unknown>) => Promise<EdgeStore>;
@@ -74,6 +74,8 @@ async function openStore(config: EdgeConfig, now: () => number): Promise<EdgeSto
     maxBytes: o.maxBytes,
     lanes: o.lanes,
     now,
+    onLog: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) =>
+      logger[level]({ component: 'outbox', ...data }, msg),
   });
 }
 
@@ -110,7 +112,7 @@ export async function startEdge(
   }
 
   const ownsStore = !opts.store;
-  const store = opts.store ?? (await openStore(config, now));
+  const store = opts.store ?? (await openStore(config, now, logger));
   const { outbox, kv } = store;
   if (store.recovery.lostCount > 0) {
     const e = edgeError('EDGE_ERR_OUTBOX_CORRUPT', {
