@@ -219,6 +219,9 @@ export abstract class SimDevice extends EventEmitter {
       // Clean session: the broker forgets subscriptions, so we subscribe again on each
       // connect ourselves (below) and know when we are ready.
       resubscribe: false,
+      // A refused CONNECT (wrong password, edge not yet configured) is retried like any
+      // other failure: firmware in the field cannot wait for someone to restart it.
+      reconnectOnConnackError: true,
     });
     this.client = client;
     client.on('connect', () => this.onConnect());
