@@ -110,7 +110,10 @@ export class OutboxCore {
       appended: [],
       addedBytes: 0,
     });
-    return { lanes: { tx: lanePlan('tx'), event: lanePlan('event'), telemetry: lanePlan('telemetry') }, dedupe: new Map() };
+    return {
+      lanes: { tx: lanePlan('tx'), event: lanePlan('event'), telemetry: lanePlan('telemetry') },
+      dedupe: new Map(),
+    };
   }
 
   /** Plans one append: dedupe, seq, serialisation (once), budget [OUTBOX-BUDGET-1]. */
@@ -149,7 +152,10 @@ export class OutboxCore {
     if (!ttl || ttl <= 0) return 0;
     const lp = plan.lanes.telemetry;
     let n = 0;
-    while (this.virtualLength('telemetry', lp) > lp.removed && this.entryRts('telemetry', lp, lp.removed) + ttl <= now) {
+    while (
+      this.virtualLength('telemetry', lp) > lp.removed &&
+      this.entryRts('telemetry', lp, lp.removed) + ttl <= now
+    ) {
       this.removeHead('telemetry', lp, 'ttl');
       n++;
     }
@@ -258,7 +264,8 @@ export class OutboxCore {
 
   private exceedsBudgetAlone(lane: Lane, bytes: number): string | undefined {
     const laneMax = this.opts.lanes[lane].maxBytes;
-    if (laneMax > 0 && bytes > laneMax) return `event of ${bytes} bytes exceeds the ${lane} budget of ${laneMax}`;
+    if (laneMax > 0 && bytes > laneMax)
+      return `event of ${bytes} bytes exceeds the ${lane} budget of ${laneMax}`;
     if (this.opts.maxBytes > 0 && bytes > this.opts.maxBytes)
       return `event of ${bytes} bytes exceeds the outbox budget of ${this.opts.maxBytes}`;
     return undefined;
@@ -266,7 +273,8 @@ export class OutboxCore {
 
   private dropTelemetry(plan: Plan, lane: Lane, bytes: number): void {
     const lp = plan.lanes.telemetry;
-    const helps = () => this.globalOver(plan, bytes) || (lane === 'telemetry' && this.laneOver(plan, lane, bytes));
+    const helps = () =>
+      this.globalOver(plan, bytes) || (lane === 'telemetry' && this.laneOver(plan, lane, bytes));
     while (!this.fits(plan, lane, bytes) && helps() && this.virtualLength('telemetry', lp) > lp.removed) {
       this.removeHead('telemetry', lp, 'budget');
     }
@@ -297,7 +305,8 @@ export class OutboxCore {
   }
 
   private overReason(plan: Plan, lane: Lane, bytes: number): string {
-    if (this.laneOver(plan, lane, bytes)) return `${lane} lane budget of ${this.opts.lanes[lane].maxBytes} bytes is full`;
+    if (this.laneOver(plan, lane, bytes))
+      return `${lane} lane budget of ${this.opts.lanes[lane].maxBytes} bytes is full`;
     return `outbox budget of ${this.opts.maxBytes} bytes is full and no telemetry is left to drop`;
   }
 
@@ -386,6 +395,9 @@ export class OutboxCore {
   }
 }
 
-export function addDrops(a: Record<DropReason, number>, b: Record<DropReason, number>): Record<DropReason, number> {
+export function addDrops(
+  a: Record<DropReason, number>,
+  b: Record<DropReason, number>,
+): Record<DropReason, number> {
   return { ttl: a.ttl + b.ttl, budget: a.budget + b.budget, corruption: a.corruption + b.corruption };
 }

@@ -1,0 +1,5 @@
+import { describe, expect, test } from 'vitest';
+import { outboxSuite } from './conformance.ts';
+import { createMemoryStore } from './memory.ts';
+
+outboxSuite({ test, describe, expect }, { name: 'memory', open: createMemoryStore });
