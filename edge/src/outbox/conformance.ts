@@ -32,7 +32,15 @@ export const T0 = 1_700_000_000_000;
 /** A controllable clock for `opts.now` (house style 6). */
 export function fakeClock(start = T0) {
   let t = start;
-  return { now: () => t, advance: (ms: number) => void (t += ms), set: (ms: number) => void (t = ms) };
+  return {
+    now: () => t,
+    advance(ms: number): void {
+      t += ms;
+    },
+    set(ms: number): void {
+      t = ms;
+    },
+  };
 }
 
 export function options(clock: { now: () => number }, over: Partial<OutboxOptions> = {}): OutboxOptions {
@@ -96,11 +104,12 @@ export function outboxSuite(api: SuiteApi, factory: OutboxFactory): void {
 async function withStore(
   factory: OutboxFactory,
   opts: OutboxOptions,
-  fn: (store: EdgeStore) => Promise<EdgeStore | undefined | void>,
+  /** May resolve with a reopened store, which then is the one closed. */
+  fn: (store: EdgeStore) => Promise<unknown>,
 ): Promise<void> {
   let store = await factory.open(opts);
   try {
-    store = (await fn(store)) || store;
+    store = ((await fn(store)) as EdgeStore | undefined) ?? store;
   } finally {
     await store.close();
   }

@@ -8,7 +8,12 @@ export interface OutboxStorage {
   /** Writes the whole set atomically (one LevelDB batch); `sync` = fsync before resolving. */
   write(ws: WriteSet, sync: boolean): Promise<void>;
   /** Stored JSON of `lane` with afterSeq < seq <= lastSeq, ascending, at most `limit`. */
-  readRange(lane: Lane, afterSeq: number, lastSeq: number, limit: number): Promise<Array<{ seq: number; json: string }>>;
+  readRange(
+    lane: Lane,
+    afterSeq: number,
+    lastSeq: number,
+    limit: number,
+  ): Promise<Array<{ seq: number; json: string }>>;
 }
 
 export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) => void;
@@ -42,7 +47,10 @@ export class EngineOutbox implements Outbox {
   ) {
     const every = core.opts.expireIntervalMs ?? 5000;
     if (every > 0) {
-      this.timer = setInterval(() => this.expire().catch((err) => this.log('warn', 'outbox expiry failed', { err })), every);
+      this.timer = setInterval(
+        () => this.expire().catch((err) => this.log('warn', 'outbox expiry failed', { err })),
+        every,
+      );
       this.timer.unref();
     }
   }
@@ -169,7 +177,10 @@ export class EngineOutbox implements Outbox {
       if (o.kind === 'duplicate') batch[i]!.resolve(o.envelope);
       else batch[i]!.reject(error);
     }
-    this.log('error', 'outbox write failed; appends of the batch rejected', { err: errorText(err), n: batch.length });
+    this.log('error', 'outbox write failed; appends of the batch rejected', {
+      err: errorText(err),
+      n: batch.length,
+    });
   }
 
   private notify(): void {

@@ -19,6 +19,7 @@ export interface EdgeStoreConfig extends OutboxOptions {
 /** Opens the configured outbox + KV store. */
 export function openEdgeStore(config: EdgeStoreConfig): Promise<EdgeStore> {
   if (config.kind === 'memory') return createMemoryStore(config);
-  if (!config.dir) return Promise.reject(edgeError('EDGE_ERR_CONFIG', { errors: 'outbox kind "level" needs a dir' }));
+  if (!config.dir)
+    return Promise.reject(edgeError('EDGE_ERR_CONFIG', { errors: 'outbox kind "level" needs a dir' }));
   return openLevelStore(config.dir, config);
 }

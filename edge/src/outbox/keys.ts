@@ -36,7 +36,8 @@ export function seqOfEventKey(lane: Lane, key: string): number | undefined {
 }
 
 export const EPOCH_KEY = 'm!epoch';
-export const metaKey = (field: 'next' | 'acked' | 'low' | 'drops', lane: Lane): string => `m!${field}!${lane}`;
+export const metaKey = (field: 'next' | 'acked' | 'low' | 'drops', lane: Lane): string =>
+  `m!${field}!${lane}`;
 export const lostPrefix = (lane: Lane): string => `m!lost!${lane}!`;
 export const lostKey = (lane: Lane, from: number): string => `m!lost!${lane}!${pad(from)}`;
 

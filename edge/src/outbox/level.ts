@@ -35,7 +35,9 @@ class WatermarkFile {
   static read(path: string): Watermark | undefined {
     try {
       const w = JSON.parse(readFileSync(path, 'utf8').trim()) as Watermark;
-      return typeof w.epoch === 'string' && LANES.every((l) => Number.isSafeInteger(w.next?.[l])) ? w : undefined;
+      return typeof w.epoch === 'string' && LANES.every((l) => Number.isSafeInteger(w.next?.[l]))
+        ? w
+        : undefined;
     } catch {
       return undefined;
     }
@@ -61,7 +63,8 @@ function toOps(ws: WriteSet): Op[] {
   for (const r of ws.removed) for (const seq of r.seqs) ops.push({ type: 'del', key: eventKey(r.lane, seq) });
   // [OUTBOX-WRITE-1] counters travel in the same batch as the events they count.
   for (const m of ws.meta) ops.push({ type: 'put', key: metaKey(m.field, m.lane), value: String(m.value) });
-  for (const d of ws.drops) ops.push({ type: 'put', key: metaKey('drops', d.lane), value: JSON.stringify(d.value) });
+  for (const d of ws.drops)
+    ops.push({ type: 'put', key: metaKey('drops', d.lane), value: JSON.stringify(d.value) });
   for (const d of ws.dedupePut) ops.push({ type: 'put', key: dedupeStorageKey(d.key), value: d.value });
   for (const key of ws.dedupeDel) ops.push({ type: 'del', key: dedupeStorageKey(key) });
   return ops;
@@ -130,15 +133,24 @@ export async function openLevelStore(dir: string, opts: LevelStoreOptions): Prom
   const { db, repaired } = await openDb(dir, log);
   const watermarkPath = join(dir, WATERMARK_FILE);
   const rec = await recover(db, repaired, WatermarkFile.read(watermarkPath), opts.now());
-  if (rec.report.lostCount > 0) log('error', rec.report.message, { lost: rec.report.lost, code: 'EDGE_ERR_OUTBOX_CORRUPT' });
+  if (rec.report.lostCount > 0)
+    log('error', rec.report.message, { lost: rec.report.lost, code: 'EDGE_ERR_OUTBOX_CORRUPT' });
   else log('info', rec.report.message);
   const core = new OutboxCore(opts, rec.lanes);
   core.dedupe.load(rec.dedupe);
   core.dedupe.prune(opts.now());
   const watermark = new WatermarkFile(watermarkPath);
-  watermark.write({ epoch: rec.epoch, next: { tx: rec.lanes.tx.next, event: rec.lanes.event.next, telemetry: rec.lanes.telemetry.next } });
+  watermark.write({
+    epoch: rec.epoch,
+    next: { tx: rec.lanes.tx.next, event: rec.lanes.event.next, telemetry: rec.lanes.telemetry.next },
+  });
   opts.onDb?.(db);
-  const outbox = new EngineOutbox(rec.epoch, core, new LevelStorage(db, watermark, rec.epoch, () => core), log);
+  const outbox = new EngineOutbox(
+    rec.epoch,
+    core,
+    new LevelStorage(db, watermark, rec.epoch, () => core),
+    log,
+  );
   return {
     outbox,
     kv: new LevelKv(db, opts.durability === 'power'),

@@ -8,7 +8,11 @@ import type { EdgeStore, KvStore, OutboxOptions } from './types.ts';
  * maps, for tests and for agents that are told to keep nothing on disk.
  */
 class MemoryStorage implements OutboxStorage {
-  readonly lanes: Record<Lane, Map<number, string>> = { tx: new Map(), event: new Map(), telemetry: new Map() };
+  readonly lanes: Record<Lane, Map<number, string>> = {
+    tx: new Map(),
+    event: new Map(),
+    telemetry: new Map(),
+  };
 
   async write(ws: WriteSet): Promise<void> {
     for (const e of ws.events) this.lanes[e.lane].set(e.seq, e.json);

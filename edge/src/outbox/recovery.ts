@@ -39,7 +39,11 @@ export interface Recovered {
 }
 
 function isCorruption(err: unknown): boolean {
-  for (let e = err as { code?: string; message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+  for (
+    let e = err as { code?: string; message?: string; cause?: unknown } | undefined;
+    e;
+    e = e.cause as typeof e
+  ) {
     if (e.code === 'LEVEL_CORRUPTION' || /corrupt/i.test(e.message ?? '')) return true;
   }
   return false;
@@ -164,7 +168,10 @@ export function holes(s: LaneState): Array<[number, number]> {
 }
 
 /** `ranges` minus the already reported `known` ones (both ascending, known ranges are whole holes). */
-function subtractKnown(ranges: Array<[number, number]>, known: Array<[number, number]>): Array<[number, number]> {
+function subtractKnown(
+  ranges: Array<[number, number]>,
+  known: Array<[number, number]>,
+): Array<[number, number]> {
   const out: Array<[number, number]> = [];
   for (const [from, to] of ranges) {
     let cursor = from;
@@ -244,7 +251,12 @@ function describe(report: Omit<RecoveryReport, 'message'>, total: number, create
 }
 
 /** Verifies the opened store and writes the fixes (counters, lost ranges, deletions) in one batch. */
-export async function recover(db: Db, repaired: boolean, wm: Watermark | undefined, now: number): Promise<Recovered> {
+export async function recover(
+  db: Db,
+  repaired: boolean,
+  wm: Watermark | undefined,
+  now: number,
+): Promise<Recovered> {
   const ops: Batch = [];
   const { epoch, created } = await loadEpoch(db, now, ops);
   const lanes = {} as Record<Lane, LaneState>;
