@@ -13,7 +13,7 @@ import {
 } from './test-support.ts';
 import type { SimVending } from './vending.ts';
 
-const CREDS = { 'fridge-1': 'pw-fridge', 'vend-1': 'pw-vend', observer: 'x' };
+const CREDS = { 'fridge-1': 'pw-fridge', 'vend-1': 'pw-vend' };
 
 let broker: TestBroker;
 let obs: Observer;

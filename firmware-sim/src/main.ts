@@ -48,7 +48,18 @@ if (!Number.isFinite(statusMs) || statusMs < 100) usage('--status-ms must be a n
 const fleet = startSimFleet(fleetSpecFromConfig(cfg));
 log.info({ brokerUrl: cfg.brokerUrl, devices: cfg.devices.length }, 'simulated devices starting');
 for (const d of fleet.devices) {
-  d.on('connectError', (err: Error) => log.warn({ device: d.id, err: err.message }, 'connect failed'));
+  // Log a device's connect failure once per distinct reason, not at every retry
+  // (a fleet of hundreds against a stopped agent would flood the log).
+  let lastReason = '';
+  d.on('connectError', (err: Error) => {
+    if (err.message === lastReason) return;
+    lastReason = err.message;
+    log.warn({ device: d.id, err: err.message }, 'connect failed; retrying');
+  });
+  d.on('connect', () => {
+    if (lastReason) log.info({ device: d.id }, 'connected');
+    lastReason = '';
+  });
   d.on('edgeError', (e: unknown) => log.warn({ device: d.id, error: e }, 'edge reported an error'));
   d.on('alarm', (code: string, active: boolean) => log.info({ device: d.id, code, active }, 'alarm'));
 }
@@ -65,6 +76,7 @@ const status = setInterval(() => {
       errorsReceived: s.errorsReceived,
       commands: s.commandsHandled,
       commandsFailed: s.commandsFailed,
+      connectErrors: s.connectErrors,
     },
     'status',
   );

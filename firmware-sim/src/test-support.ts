@@ -18,6 +18,8 @@ export interface TestBroker {
   kill(): Promise<void>;
 }
 
+const OBSERVER_LOGIN = 'observer';
+
 export async function startTestBroker(
   opts: { port?: number; credentials?: Record<string, string>; aedes?: AedesOptions } = {},
 ): Promise<TestBroker> {
@@ -26,12 +28,15 @@ export async function startTestBroker(
     ...(creds
       ? {
           authenticate: (client, username, password, done) => {
-            // username must equal the client id, password must match (edge rule).
+            // username must equal the client id, password must match (edge rule); the
+            // test observer has its own fixed login.
+            const observer = username === OBSERVER_LOGIN && password?.toString() === OBSERVER_LOGIN;
             const ok =
-              username !== undefined &&
-              username === client.id &&
-              Object.hasOwn(creds, username) &&
-              password?.toString() === creds[username];
+              observer ||
+              (username !== undefined &&
+                username === client.id &&
+                Object.hasOwn(creds, username) &&
+                password?.toString() === creds[username]);
             if (ok) done(null, true);
             else {
               const err = Object.assign(new Error('bad credentials'), { returnCode: 4 });
@@ -86,7 +91,11 @@ export interface Observer {
 }
 
 export async function startObserver(url: string, filter = 'dev/#'): Promise<Observer> {
-  const client = await mqtt.connectAsync(url, { clientId: `observer-${process.pid}-${Math.random()}` });
+  const client = await mqtt.connectAsync(url, {
+    clientId: `observer-${process.pid}-${Math.random().toString(36).slice(2)}`,
+    username: OBSERVER_LOGIN,
+    password: OBSERVER_LOGIN,
+  });
   const messages: Observed[] = [];
   const listeners = new Set<() => void>();
   client.on('message', (topic, buf) => {
