@@ -30,6 +30,38 @@ export const CLOUD_ERRORS = {
     fix: 'check the database connection and its logs',
     status: 503,
   },
+  CLOUD_ERR_MIGRATION: {
+    message: 'store migration {version} ({name}) failed: {reason}',
+    fix: 'the database was left at the previous version; fix the cause named in the message and restart',
+    status: 503,
+  },
+  CLOUD_ERR_BAD_REQUEST: {
+    message: 'request is invalid: {errors}',
+    fix: 'correct the fields named in the message; the OpenAPI document at /docs describes every route',
+  },
+  CLOUD_ERR_CONFLICT: {
+    message: '{what} "{id}" already exists: {reason}',
+    fix: 'use another id, or change the existing one instead of creating it again',
+    status: 409,
+  },
+  CLOUD_ERR_STATE_REJECTED: {
+    message: '{kind} message from {gateway} ignored: {reason}',
+    fix: 'the gateway must publish GatewayState / Heartbeat messages as in docs/protocol.md on its own topics',
+  },
+  CLOUD_ERR_BROKER: {
+    message: 'MQTT broker unavailable for {client}: {reason}',
+    fix: 'check that the broker in the config (broker.url or the embedded broker port) is reachable and the service credentials are right',
+    status: 503,
+  },
+  CLOUD_ERR_COMMAND_PUBLISH: {
+    message: 'command {id} was stored but could not be published: {reason}',
+    fix: 'check the broker connection; the command keeps status "pending" and can be issued again',
+    status: 503,
+  },
+  CLOUD_ERR_SIGNING_KEY: {
+    message: 'command signing key {file} is unusable: {reason}',
+    fix: 'point signing.privateKeyFile at a PEM Ed25519 private key, or at a missing file to have one generated',
+  },
 } as const satisfies Catalogue;
 
 export type CloudErrorCode = keyof typeof CLOUD_ERRORS;

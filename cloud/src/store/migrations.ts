@@ -1,0 +1,165 @@
+import { cloudError } from '../errors.ts';
+import type { Sql } from './sql.ts';
+
+/**
+ * The one migration set for PGlite and PostgreSQL. Append only: a released migration is
+ * never edited, a change is a new entry. Each runs in its own transaction together with
+ * its `schema_migrations` row, under an advisory lock so two processes starting on the
+ * same database cannot both apply it.
+ *
+ * Conventions: times are `bigint` milliseconds since the Unix epoch, as on the wire
+ * (no conversion on the hot ingest path); epochs are ULIDs compared with COLLATE "C" so
+ * that text order is creation order whatever the database locale.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    sql: `
+CREATE TABLE gateways (
+  id            text PRIMARY KEY,
+  site          text NOT NULL,
+  name          text,
+  -- scrypt$N$r$p$salt$hash; NULL for a gateway known only from traffic through an external broker
+  password_hash text,
+  created_at    bigint NOT NULL
+);
+
+CREATE TABLE gateway_presence (
+  gateway        text PRIMARY KEY REFERENCES gateways (id) ON DELETE CASCADE,
+  state          text NOT NULL DEFAULT 'unknown' CHECK (state IN ('unknown', 'online', 'offline')),
+  -- [PRESENCE-BDSEQ-1] bdSeq of the session the state belongs to
+  bd_seq         bigint,
+  epoch          text COLLATE "C",
+  version        text,
+  online_since   bigint,
+  state_at       bigint,
+  last_seen      bigint,
+  last_heartbeat jsonb,
+  updated_at     bigint NOT NULL
+);
+
+CREATE TABLE devices (
+  gateway         text NOT NULL,
+  id              text NOT NULL,
+  -- NULL until a device.online / device.offline event was seen
+  online          boolean,
+  -- position of the presence event applied last: an older one arriving late is not applied
+  presence_epoch  text COLLATE "C",
+  presence_seq    bigint,
+  presence_reason text,
+  presence_at     bigint,
+  first_seen      bigint NOT NULL,
+  last_seen       bigint NOT NULL,
+  last_event_type text NOT NULL,
+  PRIMARY KEY (gateway, id)
+);
+
+CREATE TABLE events (
+  gateway     text NOT NULL,
+  epoch       text COLLATE "C" NOT NULL,
+  lane        text NOT NULL,
+  seq         bigint NOT NULL,
+  id          text NOT NULL,
+  type        text NOT NULL,
+  device      text NOT NULL,
+  site        text NOT NULL,
+  ts          bigint NOT NULL,
+  rts         bigint NOT NULL,
+  mid         text,
+  payload     jsonb,
+  received_at bigint NOT NULL,
+  -- [INGEST-EXACTLY-ONCE-1] the dedupe key: a resent event is a conflict, never a second row
+  PRIMARY KEY (gateway, epoch, lane, seq)
+);
+CREATE INDEX events_received ON events (received_at);
+CREATE INDEX events_device ON events (gateway, device, received_at);
+
+CREATE TABLE lane_watermarks (
+  gateway    text NOT NULL,
+  epoch      text COLLATE "C" NOT NULL,
+  lane       text NOT NULL,
+  -- [OUTBOX-ACK-2] every seq <= acked is committed (or recorded as a gap)
+  acked      bigint NOT NULL DEFAULT 0 CHECK (acked >= 0),
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (gateway, epoch, lane)
+);
+
+CREATE TABLE gaps (
+  gateway  text NOT NULL,
+  epoch    text COLLATE "C" NOT NULL,
+  lane     text NOT NULL,
+  from_seq bigint NOT NULL,
+  to_seq   bigint NOT NULL CHECK (to_seq >= from_seq),
+  reason   text NOT NULL CHECK (reason IN ('dropped_at_edge')),
+  at       bigint NOT NULL,
+  PRIMARY KEY (gateway, epoch, lane, from_seq)
+);
+
+CREATE TABLE commands (
+  id                 text PRIMARY KEY,
+  gateway            text NOT NULL REFERENCES gateways (id) ON DELETE CASCADE,
+  site               text NOT NULL,
+  device             text,
+  type               text NOT NULL,
+  payload            jsonb,
+  issued_at          bigint NOT NULL,
+  expires_at         bigint NOT NULL,
+  sig                text NOT NULL,
+  status             text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'sent', 'ok', 'error', 'rejected', 'timeout')),
+  result             jsonb,
+  code               text,
+  message            text,
+  sent_at            bigint,
+  -- edge clock: when the edge finished it
+  completed_at       bigint,
+  -- cloud clock: when the result was committed here; round trip = this - issued_at
+  result_received_at bigint,
+  duplicate_result   boolean
+);
+CREATE INDEX commands_gateway ON commands (gateway, issued_at DESC);
+`,
+  },
+];
+
+const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations
+
+export async function migrate(sql: Sql, migrations: readonly Migration[] = MIGRATIONS): Promise<number[]> {
+  await sql.exec(`CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at bigint NOT NULL
+  )`);
+  const applied: number[] = [];
+  for (const m of [...migrations].sort((a, b) => a.version - b.version)) {
+    try {
+      const did = await sql.transaction(async (tx) => {
+        await tx.query('SELECT pg_advisory_xact_lock($1)', [LOCK_KEY]);
+        const seen = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]);
+        if (seen.rows.length > 0) return false;
+        await tx.exec(m.sql);
+        await tx.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+          m.version,
+          m.name,
+          Date.now(),
+        ]);
+        return true;
+      });
+      if (did) applied.push(m.version);
+    } catch (e) {
+      throw cloudError(
+        'CLOUD_ERR_MIGRATION',
+        { version: m.version, name: m.name, reason: (e as Error).message },
+        { cause: e },
+      );
+    }
+  }
+  return applied;
+}
