@@ -15,7 +15,12 @@ export const SimDeviceConfigSchema = Type.Object(
   {
     id: Id,
     password: Type.Optional(Type.String({ maxLength: 256 })),
-    kind: Type.Union([Type.Literal('fridge'), Type.Literal('vending')]),
+    // An enum, not a union of literals: ajv then reports one clear error for a bad kind.
+    kind: Type.Unsafe<'fridge' | 'vending'>({
+      type: 'string',
+      enum: ['fridge', 'vending'],
+      description: 'fridge | vending',
+    }),
     intervalMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400_000 })),
     seed: Type.Optional(Type.Integer({ minimum: 0, maximum: 4294967295 })),
     options: Type.Optional(

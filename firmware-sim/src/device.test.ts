@@ -371,6 +371,47 @@ describe('SimDevice against a real broker', () => {
     expect(dev.stats().connects).toBeGreaterThanOrEqual(2);
   });
 
+  it('keeps at most maxInflight unacknowledged publishes: telemetry is skipped, alarms are kept', async () => {
+    // A broker that receives but never acknowledges (an agent whose outbox is stuck).
+    const stuck = await startTestBroker({ aedes: { authorizePublish: () => undefined } });
+    const f = startSimFleet({
+      brokerUrl: stuck.url,
+      maxInflight: 4,
+      reconnectPeriodMs: 30,
+      devices: [
+        { id: 'vend-1', kind: 'vending', intervalMs: 10, options: { salesPerHour: 0, initialStock: 3 } },
+      ],
+    });
+    cleanups.push(() => f.stop({ force: true }));
+    await f.ready();
+    const vend = f.device<SimVending>('vend-1')!;
+    await eventually(() => vend.stats().dropped >= 3, 3000, 'telemetry skipped');
+    expect(vend.stats().inflight).toBe(4);
+    expect(vend.stats().acked).toBe(0);
+    vend.sell(0);
+    vend.sell(0); // stock 1: LOW_STOCK is raised even though the buffer is full
+    expect(vend.stats().inflight).toBe(5);
+
+    // The agent comes back: everything held is resent and acknowledged.
+    const port = stuck.port;
+    await stuck.kill();
+    const back = await startTestBroker({ port });
+    cleanups.push(() => back.close());
+    const watcher = await startObserver(back.url);
+    cleanups.push(() => watcher.close());
+    await eventually(() => vend.stats().acked >= 5, 5000, 'held messages acknowledged');
+    await watcher.waitFor((m) => (m.payload as { code?: string }).code === 'LOW_STOCK');
+  });
+
+  it('keeps the connection alive with PINGREQs between sparse publishes', async () => {
+    const f = fleet({ keepaliveS: 1, devices: [{ id: 'fridge-1', kind: 'fridge', intervalMs: 60_000 }] });
+    await f.ready();
+    // aedes drops a client silent for 1.5 x keepalive; the device must still be on its first connection.
+    await new Promise((r) => setTimeout(r, 1800));
+    expect(f.device('fridge-1')!.stats()).toMatchObject({ connected: true, connects: 1 });
+    expect(broker.disconnects).not.toContain('fridge-1');
+  });
+
   it('stop() disconnects cleanly and publishes nothing more', async () => {
     const f = startSimFleet({
       brokerUrl: broker.url,

@@ -142,6 +142,11 @@ export function newBootId(): string {
   return `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 }
 
+/** Keeps a caller-given boot/run id inside the payload `id` alphabet `[A-Za-z0-9_.:-]`. */
+export function midSafe(text: string): string {
+  return text.replace(/[^A-Za-z0-9_.:-]/g, '_').slice(0, 14) || '0';
+}
+
 export abstract class SimDevice extends EventEmitter {
   abstract readonly kind: string;
   readonly id: string;
@@ -182,7 +187,7 @@ export abstract class SimDevice extends EventEmitter {
     this.now = opts.now ?? Date.now;
     this.rng = opts.rng ?? mulberry32(opts.seed ?? seedFrom(opts.id));
     this.intervalMs = opts.intervalMs ?? 5000;
-    this.bootId = opts.bootId ?? newBootId();
+    this.bootId = midSafe(opts.bootId ?? newBootId());
     this.maxInflight = opts.maxInflight ?? 16;
     // `{device}-{boot}-{counter}` within the 64 characters the payload `id` allows
     // [INGEST-DEDUPE-1]; the edge keys dedupe by (device, id), so a shortened device

@@ -1,7 +1,7 @@
 import { appendFileSync } from 'node:fs';
 import { deviceEventTopic } from '@storelink/protocols';
 import mqtt, { type MqttClient } from 'mqtt';
-import { newBootId } from './device.ts';
+import { midSafe, newBootId } from './device.ts';
 
 /**
  * QoS1 load generator for torture runs and benchmarks. Each device is one MQTT.js
@@ -125,7 +125,7 @@ interface DeviceState {
 }
 
 export function startQos1Publishers(opts: Qos1PublisherOptions): Qos1Publishers {
-  const runId = opts.runId ?? newBootId();
+  const runId = midSafe(opts.runId ?? newBootId());
   const inflight = Math.max(1, opts.inflight ?? 32);
   const rate = opts.ratePerDevice === 'max' || !opts.ratePerDevice ? 0 : opts.ratePerDevice;
   const gapMs = rate > 0 ? 1000 / rate : 0;
