@@ -65,6 +65,59 @@ export const EDGE_ERRORS = {
     message: 'command message on {topic} is unusable: {reason}',
     fix: 'publish a signed CommandEnvelope as UTF-8 JSON (see docs/protocol.md)',
   },
+  EDGE_ERR_VMC_PORT: {
+    message: 'vending serial port {path} is unavailable: {reason}',
+    fix: 'check the cable / USB adapter and the configured port path; the driver reopens it with backoff',
+    status: 503,
+  },
+  EDGE_ERR_VMC_LINK_DOWN: {
+    message: 'vending controller on {path} has not polled for {silentMs} ms',
+    fix: 'check that the machine is powered and the MDB cable is seated; the driver waits for polls to resume',
+    status: 503,
+  },
+  EDGE_ERR_VMC_NO_DROP: {
+    message:
+      'order {orderId}: controller reported VEND SUCCESS for slot {slot} but the drop sensor saw nothing (EJL)',
+    fix: 'the payment must be refunded; check the slot for a jammed item and the drop sensor beam',
+    status: 502,
+  },
+  EDGE_ERR_VMC_VEND_FAILED: {
+    message: 'order {orderId}: vend of slot {slot} failed: {reason}',
+    fix: 'the payment must be refunded; check the slot (empty, jammed motor) and the controller',
+    status: 502,
+  },
+  EDGE_ERR_VMC_RESET_MID_VEND: {
+    message:
+      'order {orderId}: controller reset during the vend of slot {slot}; the outcome is treated as failed',
+    fix: 'the payment is refunded; check the machine power supply and the slot',
+    status: 502,
+  },
+  EDGE_ERR_VMC_TIMEOUT: {
+    message: 'order {orderId}: no vend result within {deadlineMs} ms ({phase})',
+    fix: 'check the controller link; an order that timed out before approval never dispensed',
+    status: 504,
+  },
+  EDGE_ERR_VMC_DENIED: {
+    message:
+      'order {orderId}: controller asked to vend item {item} at {price}, order is slot {slot} at {priceCents}',
+    fix: 'align the planogram (slot numbers and prices) between the cloud and the machine',
+    status: 409,
+  },
+  EDGE_ERR_VMC_REPLAY: {
+    message: 'order {orderId} was already vended; returning its first outcome',
+    fix: 'nothing: each payment dispenses at most once',
+    status: 409,
+  },
+  EDGE_ERR_VMC_INTERRUPTED: {
+    message:
+      'order {orderId} was started before a restart and its outcome is unknown; it is not vended again',
+    fix: 'check the slot and the drop log; refund if the customer did not get the item',
+    status: 500,
+  },
+  EDGE_ERR_VMC_OUT_OF_SEQUENCE: {
+    message: 'controller sent {command} in reader state {state}',
+    fix: 'the reader answered OUT OF SEQUENCE and the controller resets it; persistent cases point to a controller firmware bug',
+  },
 } as const satisfies Catalogue;
 
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
