@@ -13,6 +13,7 @@ import { build } from './http/index.ts';
 import { edgeEvent } from './ingest/edge-events.ts';
 import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
+import { openEdgeStore } from './outbox/index.ts';
 import type { EdgeStore } from './outbox/types.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 
@@ -61,21 +62,16 @@ export interface EdgeAgent {
   close(): Promise<void>;
 }
 
-async function openStore(config: EdgeConfig, now: () => number, logger: Logger): Promise<EdgeStore> {
-  // Resolved at run time so the agent compiles against the interface alone.
-  const mod = (await import('./outbox/index.ts')) as {
-    openEdgeStore: (c: Record<string, unknown>) => Promise<EdgeStore>;
-  };
+function openStore(config: EdgeConfig, now: () => number, logger: Logger): Promise<EdgeStore> {
   const o = config.outbox;
-  return mod.openEdgeStore({
+  return openEdgeStore({
     dir: config.dataDir,
     kind: o.kind,
     durability: o.durability,
     maxBytes: o.maxBytes,
     lanes: o.lanes,
     now,
-    onLog: (level: 'info' | 'warn' | 'error', msg: string, data?: Record<string, unknown>) =>
-      logger[level]({ component: 'outbox', ...data }, msg),
+    onLog: (level, msg, data) => logger[level]({ component: 'outbox', ...data }, msg),
   });
 }
 

@@ -120,12 +120,17 @@ export const EdgeConfigSchema = Type.Object(
 
 export type EdgeConfig = Static<typeof EdgeConfigSchema>;
 export type DeviceConfig = Static<typeof DeviceSchema>;
+type DeepPartial<T> = T extends readonly (infer U)[]
+  ? readonly U[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
 /** What callers may pass: the file shape, where every defaulted field may be left out. */
-export type EdgeConfigInput = Partial<Omit<EdgeConfig, 'cloud'>> & {
+export type EdgeConfigInput = DeepPartial<Omit<EdgeConfig, 'cloud'>> & {
   site: string;
   gateway: string;
-  cloud: Partial<EdgeConfig['cloud']> & { url: string; username: string };
-} & Record<string, unknown>;
+  cloud: DeepPartial<EdgeConfig['cloud']> & { url: string; username: string };
+};
 
 const validate = ajv.compile(EdgeConfigSchema);
 
