@@ -1,3 +1,4 @@
+import { connect as tcpConnect } from 'node:net';
 import { registerEventType } from '@storelink/protocols';
 import { Type } from '@sinclair/typebox';
 import mqtt, { type MqttClient } from 'mqtt';
@@ -274,6 +275,27 @@ describe('presence and transports', () => {
     await b.endAsync();
     await until(() => presence().at(-1) === 'fridge-1:device.offline:disconnected', 2000, 'offline');
     expect(agent!.status().devices.find((d) => d.id === 'fridge-1')!.online).toBe(false);
+  });
+
+  it('reports keepalive_timeout for a device that goes silent', async () => {
+    // A hand-built MQTT 3.1.1 CONNECT with keepalive 1 s, then silence (no PINGREQ).
+    const str = (v: string) => {
+      const b = Buffer.from(v);
+      return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b]);
+    };
+    const body = Buffer.concat([
+      str('MQTT'),
+      Buffer.from([4, 0xc2, 0, 1]), // level 4; flags: username, password, clean; keepalive 1
+      str('silent-1'),
+      str('fridge-2'),
+      str('pw-fridge-2'),
+    ]);
+    const sock = tcpConnect(agent!.brokerPort, '127.0.0.1');
+    sock.on('error', () => undefined);
+    sock.write(Buffer.concat([Buffer.from([0x10, body.length]), body]));
+    await until(() => presence().includes('fridge-2:device.online:connected'), 2000, 'online');
+    await until(() => presence().includes('fridge-2:device.offline:keepalive_timeout'), 4000, 'timeout');
+    sock.destroy();
   });
 
   it('accepts a device over WebSocket', async () => {
