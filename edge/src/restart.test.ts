@@ -15,6 +15,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'edge-restart-'));
 });
 afterEach(async () => {
+  expect(cloud.invalid).toEqual([]);
   await agent?.close();
   agent = undefined;
   await cloud.close();

@@ -29,6 +29,7 @@ beforeEach(async () => {
   store = createFakeStore();
 });
 afterEach(async () => {
+  expect(cloud.invalid).toEqual([]);
   await Promise.all(clients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
   await agent?.close();
   agent = undefined;

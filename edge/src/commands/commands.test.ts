@@ -24,6 +24,7 @@ beforeEach(async () => {
   await until(() => agent!.status().uplink.connected, 3000, 'uplink');
 });
 afterEach(async () => {
+  expect(cloud.invalid).toEqual([]);
   await agent?.close();
   agent = undefined;
   await cloud.close();

@@ -12,6 +12,7 @@ beforeEach(async () => {
   await cloud.start();
 });
 afterEach(async () => {
+  expect(cloud.invalid).toEqual([]);
   await agent?.close();
   agent = undefined;
   await cloud.close();

@@ -1,10 +1,14 @@
 import { createServer, type Server } from 'node:net';
 import {
   type Ack,
+  checkEventPayload,
   type EventEnvelope,
   gatewayTopic,
   generateSigningKeys,
   type UplinkBatch,
+  validateGatewayState,
+  validateHeartbeat,
+  validateUplinkBatch,
 } from '@storelink/protocols';
 import { Aedes } from 'aedes';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
@@ -34,6 +38,10 @@ export class FakeCloud {
   readonly states: Array<{ payload: Record<string, unknown>; retain: boolean }> = [];
   readonly heartbeats: unknown[] = [];
   readonly results: unknown[] = [];
+  /** Messages from the edge that broke the protocol schemas (tests expect none). */
+  readonly invalid: string[] = [];
+  /** Raw byte size of every batch received. */
+  readonly batchBytes: number[] = [];
   autoAck = true;
   /** Drop the next N acks (as if lost). */
   dropAcks = 0;
@@ -56,9 +64,20 @@ export class FakeCloud {
     });
     this.client.on('message', (topic, payload, packet) => {
       const body = JSON.parse(payload.toString());
-      if (topic.endsWith('/state')) this.states.push({ payload: body, retain: packet.retain });
-      else if (topic.endsWith('/hb')) this.heartbeats.push(body);
-      else if (topic.endsWith('/up')) this.onBatch(topic, body as UplinkBatch);
+      const check = (r: { ok: boolean; error?: { message: string } }) => {
+        if (!r.ok) this.invalid.push(`${topic}: ${r.error!.message}`);
+      };
+      if (topic.endsWith('/state')) {
+        check(validateGatewayState.check(body));
+        this.states.push({ payload: body, retain: packet.retain });
+      } else if (topic.endsWith('/hb')) {
+        check(validateHeartbeat.check(body));
+        this.heartbeats.push(body);
+      } else if (topic.endsWith('/up')) {
+        check(validateUplinkBatch.check(body));
+        this.batchBytes.push(payload.length);
+        this.onBatch(topic, body as UplinkBatch);
+      }
     });
   }
 
@@ -81,6 +100,8 @@ export class FakeCloud {
   private onBatch(topic: string, b: UplinkBatch): void {
     this.batches.push(b);
     for (const e of b.events) {
+      const r = checkEventPayload(e.type, e.payload);
+      if (!r.ok && !e.type.startsWith('test.')) this.invalid.push(`${e.type} payload: ${r.error.message}`);
       if (!this.stored[e.lane]!.has(e.seq)) this.stored[e.lane]!.set(e.seq, e);
       if (e.type === 'command.result') this.results.push(e.payload);
     }

@@ -15,6 +15,8 @@ beforeEach(async () => {
   await cloud.start();
 });
 afterEach(async () => {
+  // Everything the edge sent matched the protocol schemas.
+  expect(cloud.invalid).toEqual([]);
   await agent?.close();
   agent = undefined;
   await cloud.close();
@@ -84,7 +86,13 @@ describe('uplink', () => {
       ts: 1,
       rts: 1,
       lane: 'tx',
-      payload: {},
+      payload: {
+        commandId: '01JD0QB4M3Z7Y5X2W1V0T9S8R7',
+        type: 'ping',
+        status: 'ok',
+        receivedAt: 1,
+        completedAt: 1,
+      },
     });
     await d.endAsync();
     await agent.close();
@@ -125,6 +133,29 @@ describe('uplink', () => {
     cloud.ack('sl/v1/store-1/gw-1', store.outbox.epoch);
     await until(() => cloud.batches.length >= 3, 3000, 'window reopened by ack');
     await d.endAsync();
+  });
+
+  it('keeps batches under batchMaxBytes', async () => {
+    const store = createFakeStore();
+    agent = await startTestEdge(
+      cloud,
+      { cloud: { url: 'mqtt://127.0.0.1:1', username: 'gw-1', batchMaxBytes: 2048, batchMaxEvents: 500 } },
+      { store },
+    );
+    const d = await device(agent, 'fridge-1');
+    const big = (i: number) => JSON.stringify({ id: `big${i}`, metrics: { pad: 'x'.repeat(200) } });
+    for (let i = 0; i < 20; i++) await d.publishAsync('dev/fridge-1/evt/telemetry', big(i), { qos: 1 });
+    await d.endAsync();
+    await agent.close();
+    agent = await startTestEdge(
+      cloud,
+      { cloud: { url: cloud.url, username: 'gw-1', batchMaxBytes: 2048, batchMaxEvents: 500 } },
+      { store },
+    );
+    await until(() => cloud.events('telemetry').length === 20, 5000, 'all delivered');
+    expect(cloud.batches.length).toBeGreaterThan(3);
+    expect(Math.max(...cloud.batchBytes)).toBeLessThanOrEqual(2048);
+    expect(cloud.events('telemetry').map((e) => e.seq)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
   });
 
   it('resends from the ack when an ack is lost [OUTBOX-ACK-2]', async () => {
