@@ -1,0 +1,10 @@
+/**
+ * Torture runs against real processes: `npm run torture -- NAME [--json] [options]`
+ * (`npm run torture -- NAME --help` lists a scenario's options). The last stdout line is
+ * one JSON object; the exit code is 1 when a must-be-zero field (lost, duplicates,
+ * reordered, ...) is not zero.
+ */
+import { dispatch } from './lib.ts';
+import { crash } from './scenarios/crash.ts';
+
+await dispatch('torture', [crash]);
