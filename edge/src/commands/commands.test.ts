@@ -153,6 +153,26 @@ describe('commands', () => {
     await d.endAsync();
   });
 
+  it('runs a command once when two copies arrive together', async () => {
+    const d = await device(agent!, 'fridge-1');
+    let received = 0;
+    d.on('message', (_t, payload) => {
+      received++;
+      const body = JSON.parse(payload.toString());
+      setTimeout(() => {
+        void d.publishAsync(`dev/fridge-1/res/${body.id}`, JSON.stringify({ status: 'ok' }), { qos: 1 });
+      }, 100);
+    });
+    await d.subscribeAsync('dev/fridge-1/cmd/#', { qos: 1 });
+    const c = signed(cmd({ target: { device: 'fridge-1' } }));
+    await Promise.all([send(c), send(c)]);
+    const r = await resultOf(c.id, 2);
+    expect(received).toBe(1);
+    expect(r.map((x) => Boolean(x.duplicate)).sort()).toEqual([false, true]);
+    expect(r.every((x) => x.status === 'ok')).toBe(true);
+    await d.endAsync();
+  });
+
   it('reports a device that does not answer as timeout', async () => {
     const c = signed(
       cmd({ type: 'device.config', target: { device: 'fridge-2' }, payload: { config: { a: 1 } } }),

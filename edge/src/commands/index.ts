@@ -136,22 +136,40 @@ export class CommandRouter {
     const v = verifyCommand(this.d.publicKey, topic, cmd, receivedAt);
     if (!v.ok) return this.emit(this.reject(cmd.id, cmd.type, receivedAt, v.error), undefined);
 
-    // [CMD-ONCE-1] one execution per id, in this process and across restarts.
+    // [CMD-ONCE-1] one execution per id, in this process and across restarts. The
+    // in-process entry is set before any await, so two copies arriving together share it.
     const running = this.running.get(cmd.id);
-    if (running) return this.emitDuplicate(await running);
-    const prior = await this.d.kv.get(LEDGER + cmd.id);
-    if (prior) {
-      const entry = JSON.parse(prior) as LedgerEntry;
-      if (entry.result) return this.emitDuplicate(entry.result);
+    if (running) {
+      await running;
+      const entry = await this.d.kv.get(LEDGER + cmd.id);
+      const first = entry ? (JSON.parse(entry) as LedgerEntry).result : undefined;
+      if (first) await this.emitDuplicate(first);
+      return;
     }
-    const run = this.execute(cmd, receivedAt, prior !== undefined);
-    this.running.set(cmd.id, run);
+    const run = this.lookupOrExecute(cmd, receivedAt);
+    this.running.set(
+      cmd.id,
+      run.then((r) => r.result),
+    );
     try {
-      const result = await run;
-      await this.emit(result, cmd.target.device);
+      const { result, duplicate } = await run;
+      if (duplicate) await this.emitDuplicate(result);
+      else await this.emit(result, cmd.target.device);
     } finally {
       this.running.delete(cmd.id);
     }
+  }
+
+  private async lookupOrExecute(
+    cmd: CommandEnvelope,
+    receivedAt: number,
+  ): Promise<{ result: CommandResult; duplicate: boolean }> {
+    const prior = await this.d.kv.get(LEDGER + cmd.id);
+    if (prior) {
+      const entry = JSON.parse(prior) as LedgerEntry;
+      if (entry.result) return { result: entry.result, duplicate: true };
+    }
+    return { result: await this.execute(cmd, receivedAt, prior !== undefined), duplicate: false };
   }
 
   private async execute(
