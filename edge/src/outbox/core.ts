@@ -4,7 +4,7 @@ import {
   type DedupeEntry,
   DedupeIndex,
   dedupeKey,
-  encodeDedupe,
+  encodeRecord,
   originalEnvelope,
 } from './dedupe.ts';
 import { SeqQueue } from './seq-queue.ts';
@@ -54,7 +54,7 @@ interface LanePlan {
 export interface Plan {
   lanes: Record<Lane, LanePlan>;
   /** (device, mid) first seen in this plan -> the planned event [INGEST-DEDUPE-1]. */
-  dedupe: Map<string, { device: string; entry: DedupeEntry; event: PlannedEvent }>;
+  dedupe: Map<string, { entry: DedupeEntry; event: PlannedEvent }>;
 }
 
 export type AppendOutcome =
@@ -69,8 +69,10 @@ export interface WriteSet {
   removed: Array<{ lane: Lane; seqs: number[] }>;
   meta: Array<{ lane: Lane; field: 'next' | 'acked' | 'low'; value: number }>;
   drops: Array<{ lane: Lane; value: Record<DropReason, number> }>;
-  dedupePut: Array<{ key: string; value: string }>;
-  dedupeDel: string[];
+  /** This batch's dedupe entries as one record [INGEST-DEDUPE-1]. */
+  dedupeRecord: { record: number; value: string; entries: DedupeEntry[] } | undefined;
+  /** Dedupe records whose entries were all evicted. */
+  dedupeDel: number[];
 }
 
 export const NO_DROPS = (): Record<DropReason, number> => ({ ttl: 0, budget: 0, corruption: 0 });
@@ -171,9 +173,19 @@ export class OutboxCore {
 
   /** The atomic write a plan needs; reads committed state, changes nothing. */
   writeSet(plan: Plan): WriteSet {
-    const ws: WriteSet = { events: [], removed: [], meta: [], drops: [], dedupePut: [], dedupeDel: [] };
+    const ws: WriteSet = {
+      events: [],
+      removed: [],
+      meta: [],
+      drops: [],
+      dedupeRecord: undefined,
+      dedupeDel: [],
+    };
     for (const lane of LANES) this.laneWrites(ws, lane, plan.lanes[lane]);
-    for (const [key, { entry }] of plan.dedupe) ws.dedupePut.push({ key, value: encodeDedupe(entry) });
+    if (plan.dedupe.size > 0) {
+      const entries = [...plan.dedupe.values()].map((d) => d.entry);
+      ws.dedupeRecord = { record: this.dedupe.nextRecord, value: encodeRecord(entries), entries };
+    }
     ws.dedupeDel = this.dedupe.garbage.slice();
     return ws;
   }
@@ -181,8 +193,8 @@ export class OutboxCore {
   /** Applies a written plan to the committed state. */
   commit(plan: Plan, ws: WriteSet): void {
     for (const lane of LANES) this.commitLane(this.lanes[lane], plan.lanes[lane]);
-    for (const [key, d] of plan.dedupe) this.dedupe.add(d.device, key, d.entry);
     this.dedupe.garbage.splice(0, ws.dedupeDel.length);
+    if (ws.dedupeRecord) this.dedupe.addRecord(ws.dedupeRecord.record, ws.dedupeRecord.entries);
   }
 
   // ---- reading state ------------------------------------------------------------------
@@ -233,6 +245,8 @@ export class OutboxCore {
 
   private planDedupe(plan: Plan, event: UnsequencedEvent, planned: PlannedEvent): void {
     const entry: DedupeEntry = {
+      device: event.device,
+      mid: event.mid!,
       lane: event.lane,
       seq: planned.seq,
       id: event.id,
@@ -240,7 +254,7 @@ export class OutboxCore {
       ts: event.ts,
       type: event.type,
     };
-    plan.dedupe.set(dedupeKey(event.device, event.mid!), { device: event.device, entry, event: planned });
+    plan.dedupe.set(dedupeKey(event.device, event.mid!), { entry, event: planned });
   }
 
   /**

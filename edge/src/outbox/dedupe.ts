@@ -5,10 +5,14 @@ import type { EventEnvelope, Lane, UnsequencedEvent } from '@storelink/protocols
  * A device that never saw its PUBACK resends the same `mid`; the outbox answers with
  * the envelope it stored the first time and stores nothing.
  *
+ * Persistence: one *record* per group commit (`d!{record16}` -> the entries of that
+ * batch), written in the same LevelDB batch as the events. One sequential put per batch
+ * instead of one random-key put per event keeps the ingest path near raw LevelDB speed.
+ *
  * Bounded: an entry lives `windowMs` (default 24 h, by the original edge receive time)
  * and a device keeps at most `maxPerDevice` entries (default 1000, oldest evicted first).
- * Evicted keys are collected in `garbage` and deleted by the next write batch; a crash
- * before that only means the bound is re-applied when the index is loaded again.
+ * A record is deleted once all of its entries are evicted; those record ids collect in
+ * `garbage` and the next write batch deletes them.
  */
 export interface DedupeOptions {
   windowMs: number;
@@ -18,6 +22,8 @@ export interface DedupeOptions {
 export const DEDUPE_DEFAULTS: DedupeOptions = { windowMs: 24 * 3600_000, maxPerDevice: 1000 };
 
 export interface DedupeEntry {
+  device: string;
+  mid: string;
   lane: Lane;
   seq: number;
   id: string;
@@ -26,21 +32,36 @@ export interface DedupeEntry {
   type: string;
 }
 
-/** `{device}!{mid}`: the storage key suffix after `d!`, also the in-memory key. */
+interface Slot {
+  key: string;
+  entry: DedupeEntry;
+  record: number;
+}
+
+/** In-memory key of an entry. Device ids cannot contain `!`, so it is unambiguous. */
 export function dedupeKey(device: string, mid: string): string {
   return `${device}!${mid}`;
 }
 
-export function encodeDedupe(e: DedupeEntry): string {
-  return JSON.stringify({ l: e.lane, s: e.seq, i: e.id, r: e.rts, t: e.ts, y: e.type });
+type Row = [string, string, Lane, number, string, number, number, string];
+
+export function encodeRecord(entries: DedupeEntry[]): string {
+  return JSON.stringify(entries.map((e): Row => [e.device, e.mid, e.lane, e.seq, e.id, e.rts, e.ts, e.type]));
 }
 
-export function decodeDedupe(value: string): DedupeEntry | undefined {
+/** Entries of a stored record, or undefined when it is unreadable. */
+export function decodeRecord(value: string): DedupeEntry[] | undefined {
   try {
-    const v = JSON.parse(value) as Record<string, unknown>;
-    if (typeof v.s !== 'number' || typeof v.l !== 'string' || typeof v.i !== 'string') return undefined;
-    if (typeof v.r !== 'number' || typeof v.t !== 'number' || typeof v.y !== 'string') return undefined;
-    return { lane: v.l as Lane, seq: v.s, id: v.i, rts: v.r, ts: v.t, type: v.y };
+    const rows = JSON.parse(value) as Row[];
+    if (!Array.isArray(rows)) return undefined;
+    const out: DedupeEntry[] = [];
+    for (const r of rows) {
+      if (!Array.isArray(r) || r.length !== 8 || typeof r[0] !== 'string' || typeof r[1] !== 'string')
+        return undefined;
+      if (typeof r[3] !== 'number' || typeof r[5] !== 'number') return undefined;
+      out.push({ device: r[0], mid: r[1], lane: r[2], seq: r[3], id: r[4], rts: r[5], ts: r[6], type: r[7] });
+    }
+    return out;
   } catch {
     return undefined;
   }
@@ -51,32 +72,33 @@ export function originalEnvelope(event: UnsequencedEvent, e: DedupeEntry): Event
   return { ...event, id: e.id, type: e.type, ts: e.ts, rts: e.rts, lane: e.lane, seq: e.seq };
 }
 
-/** Insertion-ordered keys of one device, with a moving head so eviction is O(1). */
+/** Insertion-ordered slots of one device, with a moving head so eviction is O(1). */
 class DeviceFifo {
-  keys: string[] = [];
+  slots: Slot[] = [];
   head = 0;
+  live = 0;
 
-  get size(): number {
-    return this.keys.length - this.head;
+  peek(): Slot | undefined {
+    return this.slots[this.head];
   }
-  peek(): string | undefined {
-    return this.keys[this.head];
-  }
-  shift(): string | undefined {
-    const k = this.keys[this.head++];
-    if (this.head > 1024 && this.head * 2 > this.keys.length) {
-      this.keys = this.keys.slice(this.head);
+  shift(): Slot | undefined {
+    const s = this.slots[this.head++];
+    if (this.head > 1024 && this.head * 2 > this.slots.length) {
+      this.slots = this.slots.slice(this.head);
       this.head = 0;
     }
-    return k;
+    return s;
   }
 }
 
 export class DedupeIndex {
-  private readonly entries = new Map<string, DedupeEntry>();
+  private readonly entries = new Map<string, Slot>();
   private readonly fifos = new Map<string, DeviceFifo>();
-  /** Keys evicted from memory whose stored copy still has to be deleted. */
-  garbage: string[] = [];
+  private readonly recordLive = new Map<number, number>();
+  /** Id the next persisted record gets. */
+  nextRecord = 1;
+  /** Records whose entries are all evicted; the next write deletes them. */
+  garbage: number[] = [];
 
   constructor(readonly opts: DedupeOptions) {}
 
@@ -85,19 +107,15 @@ export class DedupeIndex {
   }
 
   get(key: string): DedupeEntry | undefined {
-    return this.entries.get(key);
+    return this.entries.get(key)?.entry;
   }
 
-  add(device: string, key: string, entry: DedupeEntry): void {
-    if (this.entries.has(key)) return;
-    this.entries.set(key, entry);
-    let fifo = this.fifos.get(device);
-    if (!fifo) {
-      fifo = new DeviceFifo();
-      this.fifos.set(device, fifo);
-    }
-    fifo.keys.push(key);
-    while (fifo.size > this.opts.maxPerDevice) this.evict(fifo);
+  /** Adds the entries of one record (a newer entry for the same key replaces the older). */
+  addRecord(record: number, entries: DedupeEntry[]): void {
+    this.nextRecord = Math.max(this.nextRecord, record + 1);
+    this.recordLive.set(record, 0);
+    for (const entry of entries) this.add(record, entry);
+    if (this.recordLive.get(record) === 0) this.release(record);
   }
 
   /** Drops entries older than the window; returns how many. */
@@ -105,25 +123,53 @@ export class DedupeIndex {
     const cutoff = now - this.opts.windowMs;
     let n = 0;
     for (const [device, fifo] of this.fifos) {
-      while (fifo.size > 0 && (this.entries.get(fifo.peek()!)?.rts ?? cutoff) <= cutoff) {
+      for (let s = fifo.peek(); s && (this.isStale(s) || s.entry.rts <= cutoff); s = fifo.peek()) {
+        if (!this.isStale(s)) n++;
         this.evict(fifo);
-        n++;
       }
-      if (fifo.size === 0) this.fifos.delete(device);
+      if (fifo.live === 0) this.fifos.delete(device);
     }
     return n;
   }
 
-  /** Loads stored entries (any order) so each device's FIFO is oldest-first. */
-  load(stored: Array<{ device: string; key: string; entry: DedupeEntry }>): void {
-    stored.sort((a, b) => a.entry.rts - b.entry.rts);
-    for (const s of stored) this.add(s.device, s.key, s.entry);
+  private add(record: number, entry: DedupeEntry): void {
+    const key = dedupeKey(entry.device, entry.mid);
+    const old = this.entries.get(key);
+    if (old) this.unlink(old);
+    const slot: Slot = { key, entry, record };
+    this.entries.set(key, slot);
+    this.recordLive.set(record, (this.recordLive.get(record) ?? 0) + 1);
+    let fifo = this.fifos.get(entry.device);
+    if (!fifo) {
+      fifo = new DeviceFifo();
+      this.fifos.set(entry.device, fifo);
+    }
+    fifo.slots.push(slot);
+    fifo.live++;
+    while (fifo.live > this.opts.maxPerDevice) this.evict(fifo);
+  }
+
+  /** A slot replaced by a newer entry of the same key stays in its FIFO until it reaches the head. */
+  private isStale(s: Slot): boolean {
+    return this.entries.get(s.key) !== s;
   }
 
   private evict(fifo: DeviceFifo): void {
-    const key = fifo.shift();
-    if (key === undefined) return;
-    this.entries.delete(key);
-    this.garbage.push(key);
+    const s = fifo.shift();
+    if (s && !this.isStale(s)) this.unlink(s);
+  }
+
+  private unlink(s: Slot): void {
+    this.entries.delete(s.key);
+    const fifo = this.fifos.get(s.entry.device);
+    if (fifo) fifo.live--;
+    const left = (this.recordLive.get(s.record) ?? 1) - 1;
+    if (left <= 0) this.release(s.record);
+    else this.recordLive.set(s.record, left);
+  }
+
+  private release(record: number): void {
+    this.recordLive.delete(record);
+    this.garbage.push(record);
   }
 }

@@ -11,7 +11,7 @@ import type { Lane } from '@storelink/protocols';
  *   m!low!{lane}            -> every lower seq was acknowledged or deliberately dropped
  *   m!drops!{lane}          -> {"ttl":n,"budget":n,"corruption":n}, cumulative
  *   m!lost!{lane}!{from16}  -> last seq of a range already reported lost
- *   d!{device}!{mid}        -> resend dedupe entry [INGEST-DEDUPE-1]
+ *   d!{record16}            -> resend dedupe entries of one group commit [INGEST-DEDUPE-1]
  *   k!{key}                 -> KvStore value
  */
 
@@ -42,7 +42,7 @@ export const lostPrefix = (lane: Lane): string => `m!lost!${lane}!`;
 export const lostKey = (lane: Lane, from: number): string => `m!lost!${lane}!${pad(from)}`;
 
 export const DEDUPE_PREFIX = 'd!';
-export const dedupeStorageKey = (key: string): string => `d!${key}`;
+export const dedupeRecordKey = (record: number): string => `d!${pad(record)}`;
 
 export const KV_PREFIX = 'k!';
 export const kvKey = (key: string): string => `k!${key}`;

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { LANES, type Lane } from '@storelink/protocols';
 import { OutboxCore, type WriteSet } from './core.ts';
 import { EngineOutbox, type LogFn, type OutboxStorage } from './engine.ts';
-import { dedupeStorageKey, eventKey, eventPrefix, KV_PREFIX, kvKey, metaKey, prefixEnd } from './keys.ts';
+import { dedupeRecordKey, eventKey, eventPrefix, KV_PREFIX, kvKey, metaKey, prefixEnd } from './keys.ts';
 import { type Db, openDb, recover, type Watermark } from './recovery.ts';
 import type { EdgeStore, KvStore, OutboxOptions } from './types.ts';
 
@@ -65,8 +65,9 @@ function toOps(ws: WriteSet): Op[] {
   for (const m of ws.meta) ops.push({ type: 'put', key: metaKey(m.field, m.lane), value: String(m.value) });
   for (const d of ws.drops)
     ops.push({ type: 'put', key: metaKey('drops', d.lane), value: JSON.stringify(d.value) });
-  for (const d of ws.dedupePut) ops.push({ type: 'put', key: dedupeStorageKey(d.key), value: d.value });
-  for (const key of ws.dedupeDel) ops.push({ type: 'del', key: dedupeStorageKey(key) });
+  const d = ws.dedupeRecord;
+  if (d) ops.push({ type: 'put', key: dedupeRecordKey(d.record), value: d.value });
+  for (const record of ws.dedupeDel) ops.push({ type: 'del', key: dedupeRecordKey(record) });
   return ops;
 }
 
@@ -137,7 +138,7 @@ export async function openLevelStore(dir: string, opts: LevelStoreOptions): Prom
     log('error', rec.report.message, { lost: rec.report.lost, code: 'EDGE_ERR_OUTBOX_CORRUPT' });
   else log('info', rec.report.message);
   const core = new OutboxCore(opts, rec.lanes);
-  core.dedupe.load(rec.dedupe);
+  for (const r of rec.dedupe) core.dedupe.addRecord(r.record, r.entries);
   core.dedupe.prune(opts.now());
   const watermark = new WatermarkFile(watermarkPath);
   watermark.write({

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { LANES, type Lane, newId } from '@storelink/protocols';
 import { ClassicLevel } from 'classic-level';
 import { addDrops, NO_DROPS, newLaneState, type LaneState } from './core.ts';
-import { type DedupeEntry, decodeDedupe } from './dedupe.ts';
+import { type DedupeEntry, decodeRecord } from './dedupe.ts';
 import type { LogFn } from './engine.ts';
 import {
   DEDUPE_PREFIX,
@@ -34,7 +34,8 @@ export interface Watermark {
 export interface Recovered {
   epoch: string;
   lanes: Record<Lane, LaneState>;
-  dedupe: Array<{ device: string; key: string; entry: DedupeEntry }>;
+  /** Dedupe records in write order. */
+  dedupe: Array<{ record: number; entries: DedupeEntry[] }>;
   report: RecoveryReport;
 }
 
@@ -222,11 +223,10 @@ async function verifyLane(
 async function loadDedupe(db: Db, ops: Batch): Promise<Recovered['dedupe']> {
   const out: Recovered['dedupe'] = [];
   for await (const [key, value] of db.iterator({ gte: DEDUPE_PREFIX, lt: prefixEnd(DEDUPE_PREFIX) })) {
-    const rest = key.slice(DEDUPE_PREFIX.length);
-    const bang = rest.indexOf('!');
-    const entry = decodeDedupe(value);
-    if (bang <= 0 || !entry) ops.push({ type: 'del', key });
-    else out.push({ device: rest.slice(0, bang), key: rest, entry });
+    const record = Number(key.slice(DEDUPE_PREFIX.length));
+    const entries = decodeRecord(value);
+    if (!Number.isSafeInteger(record) || !entries) ops.push({ type: 'del', key });
+    else out.push({ record, entries });
   }
   return out;
 }
