@@ -88,7 +88,7 @@ export class EventIngest {
     // A resend of the same (device, mid) is stored once by the outbox [INGEST-DEDUPE-1].
     d.outbox.append(event).then(
       () => {
-        d.metrics.accepted.inc({ type, lane: spec.lane });
+        this.acceptedCounter(type, spec.lane).inc();
         d.count?.(deviceId, 'events');
         this.settle();
         done();
@@ -98,6 +98,17 @@ export class EventIngest {
         this.appendFailed(deviceId, topic, spec.lane, err, done);
       },
     );
+  }
+
+  /** Bound label children, so the hot path does not hash labels per event. */
+  private readonly counters = new Map<string, { inc(): void }>();
+  private acceptedCounter(type: string, lane: string): { inc(): void } {
+    let c = this.counters.get(type);
+    if (!c) {
+      c = this.d.metrics.accepted.labels(type, lane);
+      this.counters.set(type, c);
+    }
+    return c;
   }
 
   private settle(): void {
