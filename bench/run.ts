@@ -1,0 +1,9 @@
+/**
+ * Benchmarks: `npm run bench -- NAME [--json] [options]` (`--help` per scenario). Each
+ * reports against a baseline measured in the same run (these machines are noisy) and
+ * prints one JSON object as the last stdout line. See docs/performance.md.
+ */
+import { dispatch } from './lib.ts';
+import { ingest } from './scenarios/ingest.ts';
+
+await dispatch('bench', [ingest]);
