@@ -467,6 +467,10 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
         err: edgeError('EDGE_ERR_VMC_LINK_DOWN', { path: this.o.path, silentMs: this.o.linkTimeoutMs }),
       });
       this.setLink(false, 'no poll');
+      // [VMC-PORT-2] a pty or USB adapter replaced under us can leave a dead but "open" fd that
+      // never reports an error: reopen the path when the controller has gone silent.
+      const p = this.port;
+      if (p?.isOpen) p.close();
     }, this.o.linkTimeoutMs);
   }
 
@@ -496,7 +500,9 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
     const p = this.port;
     if (!p?.isOpen) return;
     this.counters.framesOut++;
-    p.write(mdb.serialize(msg));
+    p.write(mdb.serialize(msg), (e) => {
+      if (e && this.port === p && p.isOpen) p.close(); // EIO on write: the port is gone [VMC-PORT-1]
+    });
   }
 
   private reply(f: mdb.ParsedFrame, msg: mdb.MdbMessage): void {

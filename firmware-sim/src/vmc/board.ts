@@ -105,6 +105,7 @@ export class VmcBoard extends EventEmitter {
   private readonly faults = new Map<FaultKind, { count: number; ms?: number }>();
   private poweredOffUntil = 0;
   private lastTempAt = 0;
+  private silentPolls = 0;
 
   constructor(opts: VmcBoardOptions) {
     super();
@@ -253,7 +254,17 @@ export class VmcBoard extends EventEmitter {
     const p = this.port;
     if (!p?.isOpen) throw new Error('port closed');
     this.counters.framesOut++;
-    await new Promise<void>((res, rej) => p.write(bytes, (e) => (e ? rej(e) : res())));
+    try {
+      await new Promise<void>((res, rej) => p.write(bytes, (e) => (e ? rej(e) : res())));
+    } catch (e) {
+      // EIO on write: the link is gone (pty closed, adapter pulled); reopen it by path.
+      if (this.port === p) {
+        this.port = null;
+        if (p.isOpen) p.close();
+        this.emit('link', { up: false });
+      }
+      throw e;
+    }
   }
 
   /**
@@ -361,9 +372,20 @@ export class VmcBoard extends EventEmitter {
       this.maybeTemperature();
       const r = await this.transact({ dir: 'vmc', addr: a, type: 'POLL' });
       if (r) this.handle(r);
-      else if (this.port?.isOpen) this.readerLost(); // a lost port is not a lost reader
+      else if (this.port?.isOpen) {
+        this.readerLost(); // a lost port is not a lost reader
+        await this.noAnswer();
+      }
+      if (r) this.silentPolls = 0;
       await sleep(this.o.pollMs);
     }
+  }
+
+  /** A replaced pty can leave a dead fd that reads nothing and reports no error: reopen it. */
+  private async noAnswer(): Promise<void> {
+    if (++this.silentPolls < 3) return;
+    this.silentPolls = 0;
+    await this.closePort();
   }
 
   private readerLost(): void {
@@ -403,12 +425,14 @@ export class VmcBoard extends EventEmitter {
       if (step.type === 'POLL') {
         for (let i = 0; i < 5 && r?.type === 'ACK'; i++) r = await this.transact(step);
       }
+      if (!r && this.port?.isOpen) await this.noAnswer();
       if (!r || r.type === 'OUT_OF_SEQUENCE') {
         await sleep(this.o.pollMs);
         return;
       }
     }
     this.readerReady = true;
+    this.silentPolls = 0;
     this.emit('reader', { phase: 'enabled' });
   }
 

@@ -1,0 +1,147 @@
+/**
+ * The real edge VMC driver against the simulated controller board over a real serial
+ * link: a socat pty pair, opened by both sides with serialport's native binding. The
+ * link is killed (SIGKILL socat: both ptys vanish) and brought back mid-vend.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createSimLine } from '../../edge/src/gpio/line.ts';
+import { VmcDriver, type VmcTelemetry } from '../../edge/src/vending/driver.ts';
+import { VmcBoard } from '../../firmware-sim/src/vmc/index.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'vmc-pty-'));
+const edgePath = join(dir, 'edge');
+const boardPath = join(dir, 'board');
+let socat: ChildProcess | null = null;
+
+async function until(cond: () => boolean, ms = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`${what} not met within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+async function startSocat(): Promise<void> {
+  for (const p of [edgePath, boardPath]) rmSync(p, { force: true });
+  socat = spawn(
+    '/usr/bin/socat',
+    ['-d', '-d', `pty,raw,echo=0,link=${edgePath}`, `pty,raw,echo=0,link=${boardPath}`],
+    { stdio: 'ignore' },
+  );
+  await until(() => existsSync(edgePath) && existsSync(boardPath), 5000, 'socat ptys');
+}
+
+function killSocat(): void {
+  socat?.kill('SIGKILL');
+  socat = null;
+  // The device nodes are gone with the process; the links would dangle.
+  for (const p of [edgePath, boardPath]) rmSync(p, { force: true });
+}
+
+const kv = new Map<string, string>();
+const drop = createSimLine();
+const door = createSimLine();
+const telemetry: VmcTelemetry[] = [];
+let board: VmcBoard;
+let driver: VmcDriver;
+
+beforeAll(async () => {
+  await startSocat();
+  board = new VmcBoard({
+    path: boardPath,
+    slots: [
+      { item: 11, priceCents: 300, stock: 10 },
+      { item: 12, priceCents: 150, stock: 10 },
+    ],
+    dropLine: drop,
+    doorLine: door,
+    seed: 7,
+    pollMs: 10,
+    responseTimeoutMs: 100,
+    motorMs: 60,
+    temperatureEveryMs: 100,
+    reopenMs: 50,
+  });
+  driver = new VmcDriver({
+    path: edgePath,
+    dropLine: drop,
+    doorLine: door,
+    ledger: { get: async (k) => kv.get(k), put: async (k, v) => void kv.set(k, v) },
+    dropWindowMs: 500,
+    reopenMinMs: 50,
+    reopenMaxMs: 400,
+  });
+  driver.on('telemetry', (t) => telemetry.push(t));
+  await driver.start();
+  await board.start();
+  await until(() => driver.readerState === 'enabled', 10_000, 'reader enabled');
+});
+
+afterAll(async () => {
+  await board?.stop();
+  await driver?.stop();
+  killSocat();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('vending serial link over a socat pty pair', () => {
+  it('dispenses a paid order and reports stock and temperature', async () => {
+    const o = await driver.vend({ orderId: 'sys-1', slot: 11, priceCents: 300 });
+    expect(o).toMatchObject({ outcome: 'dispensed', dropSeen: true });
+    expect(board.slots.get(11)?.stock).toBe(9);
+    await until(
+      () => telemetry.some((t) => t.kind === 'stock' && t.slot === 11 && t.count === 9),
+      5000,
+      'stock',
+    );
+    await until(() => telemetry.some((t) => t.kind === 'temperature'), 5000, 'temperature');
+    // A replayed order is refused with its first outcome and never runs the motor again.
+    expect(await driver.vend({ orderId: 'sys-1', slot: 11, priceCents: 300 })).toEqual(o);
+    expect(board.counters.vends).toBe(1);
+  });
+
+  it('garbled frames and NAKs on the real line: resync, one dispense', async () => {
+    board.fault('garble', { count: 3 });
+    board.fault('nak', { count: 1 });
+    const before = board.counters.vends;
+    const o = await driver.vend({ orderId: 'sys-2', slot: 12, priceCents: 150 });
+    expect(o.outcome).toBe('dispensed');
+    expect(board.counters.vends).toBe(before + 1);
+    expect(driver.counters.parseErrors.PROTO_ERR_MDB_CHECKSUM ?? 0).toBeGreaterThan(0);
+  });
+
+  it('motor jam on the real line: failed no_drop', async () => {
+    board.fault('jam');
+    const o = await driver.vend({ orderId: 'sys-3', slot: 12, priceCents: 150 });
+    expect(o).toMatchObject({ outcome: 'failed', reason: 'no_drop' });
+  });
+
+  it('serial link killed mid-vend (SIGKILL socat) and restored: the vend completes once', async () => {
+    const lossesBefore = driver.counters.portLosses;
+    const vendsBefore = board.counters.vends;
+    board.once('motor', () => {
+      killSocat();
+      setTimeout(() => void startSocat(), 400);
+    });
+    const o = await driver.vend({ orderId: 'sys-4', slot: 11, priceCents: 300, deadlineMs: 15_000 });
+    expect(o.outcome).toBe('dispensed');
+    expect(driver.counters.portLosses).toBeGreaterThan(lossesBefore);
+    expect(board.counters.vends).toBe(vendsBefore + 1);
+    // And the link carries on afterwards.
+    const next = await driver.vend({ orderId: 'sys-5', slot: 11, priceCents: 300 });
+    expect(next.outcome).toBe('dispensed');
+  });
+
+  it('port gone while idle: the driver keeps retrying until it comes back', async () => {
+    killSocat();
+    await until(() => !driver.isLinkUp, 5000, 'link down');
+    await new Promise((r) => setTimeout(r, 700));
+    await startSocat();
+    await until(() => driver.isLinkUp && driver.readerState === 'enabled', 10_000, 'link back');
+    expect((await driver.vend({ orderId: 'sys-6', slot: 12, priceCents: 150 })).outcome).toBe('dispensed');
+  });
+});
