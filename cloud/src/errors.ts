@@ -58,6 +58,11 @@ export const CLOUD_ERRORS = {
     fix: 'check the broker connection; the command keeps status "pending" and can be issued again',
     status: 503,
   },
+  CLOUD_ERR_INTERNAL: {
+    message: 'internal error: {reason}',
+    fix: 'this is a bug; the cloud log has the stack trace under the same request id',
+    status: 500,
+  },
   CLOUD_ERR_SIGNING_KEY: {
     message: 'command signing key {file} is unusable: {reason}',
     fix: 'point signing.privateKeyFile at a PEM Ed25519 private key, or at a missing file to have one generated',

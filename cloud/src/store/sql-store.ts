@@ -40,6 +40,10 @@ export class SqlCloudStore implements CloudStore {
     return new SqlCloudStore(sql);
   }
 
+  async ping(): Promise<void> {
+    await guard(() => this.sql.query('SELECT 1'));
+  }
+
   async close(): Promise<void> {
     await this.sql.close();
   }

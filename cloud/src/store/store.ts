@@ -178,6 +178,8 @@ export type StateOutcome =
   | { applied: false; reason: 'stale_birth' | 'stale_death' | 'not_online' | 'site_mismatch' };
 
 export interface CloudStore {
+  /** Resolves when the database answers (readiness). */
+  ping(): Promise<void>;
   close(): Promise<void>;
 
   /** Creates a gateway; CLOUD_ERR_CONFLICT when the id exists. */

@@ -1,0 +1,157 @@
+import type { KeyObject } from 'node:crypto';
+import {
+  checkCommandBody,
+  gatewayTopic,
+  newId,
+  signCommand,
+  type UnsignedCommand,
+} from '@storelink/protocols';
+import type { MqttClient } from 'mqtt';
+import type { Logger } from 'pino';
+import { cloudError } from '../errors.ts';
+import type { CloudMetrics } from '../metrics.ts';
+import { connectServiceClient } from '../mqtt-client.ts';
+import type { CloudStore, CommandRecord } from '../store/store.ts';
+
+export interface SendCommandInput {
+  gateway: string;
+  type: string;
+  /** `{ device }` routes the command through the gateway to one device. */
+  target?: { device?: string };
+  payload: unknown;
+  /** Lifetime; default `commands.defaultTtlMs`. */
+  ttlMs?: number;
+}
+
+export interface CommandServiceOptions {
+  broker: { url: string; username?: string; password?: string };
+  clientId?: string;
+  store: CloudStore;
+  privateKey: KeyObject;
+  defaultTtlMs: number;
+  metrics: CloudMetrics;
+  logger: Logger;
+  now?: () => number;
+  publishTimeoutMs?: number;
+}
+
+/** The longest lifetime a command may ask for. */
+export const MAX_COMMAND_TTL_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * Commands: validated with the protocol's own checks, signed with the cloud's Ed25519
+ * key over topic + body [CMD-SIG-1], stored, then published QoS1 (not retained: a
+ * retained command would be replayed at every resubscribe). The result comes back as a
+ * `command.result` event and completes the row in the ingest transaction.
+ */
+export class CommandService {
+  private readonly now: () => number;
+  private readonly log: Logger;
+
+  private constructor(
+    private readonly client: MqttClient,
+    private readonly opts: CommandServiceOptions,
+  ) {
+    this.now = opts.now ?? Date.now;
+    this.log = opts.logger.child({ component: 'commands' });
+  }
+
+  static async start(opts: CommandServiceOptions): Promise<CommandService> {
+    const client = await connectServiceClient({
+      url: opts.broker.url,
+      ...(opts.broker.username !== undefined ? { username: opts.broker.username } : {}),
+      ...(opts.broker.password !== undefined ? { password: opts.broker.password } : {}),
+      clientId: opts.clientId ?? `${opts.broker.username ?? 'storelink-cloud'}-commands`,
+      clean: true,
+      logger: opts.logger,
+    });
+    return new CommandService(client, opts);
+  }
+
+  async send(input: SendCommandInput): Promise<CommandRecord> {
+    const { store, metrics } = this.opts;
+    const gw = await store.getGateway(input.gateway);
+    if (!gw) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'gateway', id: input.gateway });
+    const ttl = input.ttlMs ?? this.opts.defaultTtlMs;
+    if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_COMMAND_TTL_MS) {
+      throw cloudError('CLOUD_ERR_BAD_REQUEST', {
+        errors: `/ttlMs must be an integer from 1 to ${MAX_COMMAND_TTL_MS}`,
+      });
+    }
+    const issuedAt = this.now();
+    const unsigned: UnsignedCommand = {
+      v: 1,
+      id: newId(issuedAt),
+      type: input.type,
+      target: input.target?.device !== undefined ? { device: input.target.device } : {},
+      issuedAt,
+      expiresAt: issuedAt + ttl,
+      payload: input.payload ?? {},
+    };
+    const ok = checkCommandBody(unsigned);
+    if (!ok.ok) throw ok.error;
+    const topic = gatewayTopic({ site: gw.site, gateway: gw.id }, 'cmd');
+    const envelope = signCommand(this.opts.privateKey, topic, unsigned);
+    await store.insertCommand({
+      id: envelope.id,
+      gateway: gw.id,
+      site: gw.site,
+      device: envelope.target.device ?? null,
+      type: envelope.type,
+      payload: envelope.payload,
+      issuedAt,
+      expiresAt: envelope.expiresAt,
+      sig: envelope.sig,
+    });
+    // Stored first, so a result can never arrive for a command we do not know.
+    if (!this.client.connected) {
+      throw cloudError('CLOUD_ERR_COMMAND_PUBLISH', {
+        id: envelope.id,
+        reason: 'not connected to the broker',
+      });
+    }
+    try {
+      await withTimeout(
+        this.client.publishAsync(topic, JSON.stringify(envelope), { qos: 1, retain: false }),
+        this.opts.publishTimeoutMs ?? 5000,
+      );
+    } catch (e) {
+      throw cloudError(
+        'CLOUD_ERR_COMMAND_PUBLISH',
+        { id: envelope.id, reason: (e as Error).message },
+        { cause: e },
+      );
+    }
+    await store.markCommandSent(envelope.id, this.now());
+    metrics.commandsSent.inc({ type: envelope.type });
+    this.log.info(
+      {
+        id: envelope.id,
+        gateway: gw.id,
+        type: envelope.type,
+        device: envelope.target.device,
+        expiresAt: envelope.expiresAt,
+      },
+      `command ${envelope.type} sent to ${gw.id}`,
+    );
+    return (await store.getCommand(envelope.id))!;
+  }
+
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
+  async close(): Promise<void> {
+    await this.client.endAsync();
+  }
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no PUBACK within ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}

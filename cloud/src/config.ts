@@ -1,0 +1,313 @@
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { type Static, Type } from '@sinclair/typebox';
+import { ajv, formatErrors, ID_PATTERN } from '@storelink/protocols';
+import { cloudError } from './errors.ts';
+
+/**
+ * Cloud configuration: a JSON file (`--config path`), then STORELINK_CLOUD_* environment
+ * overrides (table below), then defaults, validated once at start. Every error names the
+ * field (and the variable it came from) and why it is wrong [CLOUD_ERR_CONFIG].
+ *
+ * Relative paths are resolved against the directory of the config file, or the current
+ * directory when there is no file.
+ */
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+/** A string enum as one JSON Schema `enum` (one clear error, not one per alternative). */
+const Enum = <T extends string>(values: readonly T[]) =>
+  Type.Unsafe<T>({ type: 'string', enum: [...values] });
+const NonEmpty = Type.String({ minLength: 1 });
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const EmbeddedBroker = Type.Object(
+  { mode: Type.Literal('embedded'), host: NonEmpty, port: Port },
+  { additionalProperties: false },
+);
+const ExternalBroker = Type.Object(
+  {
+    mode: Type.Literal('external'),
+    url: Type.String({ pattern: '^(mqtt|mqtts|tcp|tls|ws|wss)://' }),
+    username: Type.Optional(NonEmpty),
+    password: Type.Optional(Type.String()),
+  },
+  { additionalProperties: false },
+);
+const PgliteStore = Type.Object(
+  { kind: Type.Literal('pglite'), dir: Type.Optional(NonEmpty) },
+  { additionalProperties: false },
+);
+const PostgresStore = Type.Object(
+  { kind: Type.Literal('postgres'), url: Type.String({ pattern: '^postgres(ql)?://' }) },
+  { additionalProperties: false },
+);
+export const GatewayConfigSchema = Type.Object(
+  {
+    id: Type.String({ pattern: ID_PATTERN }),
+    site: Type.String({ pattern: ID_PATTERN }),
+    name: Type.Optional(Type.String({ maxLength: 128 })),
+    password: NonEmpty,
+  },
+  { additionalProperties: false },
+);
+
+/** Everything but the two tagged unions; those are validated by their tag (clearer errors). */
+const ConfigBase = Type.Object(
+  {
+    dataDir: NonEmpty,
+    http: Type.Object({ host: NonEmpty, port: Port }, { additionalProperties: false }),
+    broker: Type.Object({ mode: Enum(['embedded', 'external']) }),
+    store: Type.Object({ kind: Enum(['pglite', 'postgres']) }),
+    signing: Type.Object({ privateKeyFile: NonEmpty }, { additionalProperties: false }),
+    service: Type.Object({ username: NonEmpty, password: NonEmpty }, { additionalProperties: false }),
+    gateways: Type.Array(GatewayConfigSchema),
+    commands: Type.Object(
+      { defaultTtlMs: Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 }) },
+      { additionalProperties: false },
+    ),
+    log: Type.Object({ level: Enum(LOG_LEVELS) }, { additionalProperties: false }),
+  },
+  { additionalProperties: false },
+);
+
+export type EmbeddedBrokerConfig = Static<typeof EmbeddedBroker>;
+export type ExternalBrokerConfig = Static<typeof ExternalBroker>;
+export type GatewayConfig = Static<typeof GatewayConfigSchema>;
+export type CloudConfig = Omit<Static<typeof ConfigBase>, 'broker' | 'store'> & {
+  broker: EmbeddedBrokerConfig | ExternalBrokerConfig;
+  store: Static<typeof PgliteStore> | Static<typeof PostgresStore>;
+};
+
+type DeepPartial<T> = T extends (infer U)[]
+  ? U[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> }
+    : T;
+/** What callers may pass: any subset; the rest comes from defaults. */
+export type CloudConfigInput = DeepPartial<Omit<CloudConfig, 'broker' | 'store'>> & {
+  broker?: Partial<EmbeddedBrokerConfig> | ExternalBrokerConfig;
+  store?: Partial<Static<typeof PgliteStore>> | Static<typeof PostgresStore>;
+};
+
+/**
+ * Environment overrides. Booleans do not exist here; numbers must be integers;
+ * STORELINK_CLOUD_GATEWAYS is a JSON array. Setting BROKER_URL switches the broker to
+ * `external` and STORE_URL the store to `postgres` unless the mode/kind is also given.
+ * An unknown STORELINK_CLOUD_* variable is an error (a typo must not be ignored).
+ */
+export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | 'int' | 'json' }>> = {
+  STORELINK_CLOUD_DATA_DIR: { path: 'dataDir', type: 'string' },
+  STORELINK_CLOUD_HTTP_HOST: { path: 'http.host', type: 'string' },
+  STORELINK_CLOUD_HTTP_PORT: { path: 'http.port', type: 'int' },
+  STORELINK_CLOUD_BROKER_MODE: { path: 'broker.mode', type: 'string' },
+  STORELINK_CLOUD_BROKER_HOST: { path: 'broker.host', type: 'string' },
+  STORELINK_CLOUD_BROKER_PORT: { path: 'broker.port', type: 'int' },
+  STORELINK_CLOUD_BROKER_URL: { path: 'broker.url', type: 'string' },
+  STORELINK_CLOUD_BROKER_USERNAME: { path: 'broker.username', type: 'string' },
+  STORELINK_CLOUD_BROKER_PASSWORD: { path: 'broker.password', type: 'string' },
+  STORELINK_CLOUD_STORE_KIND: { path: 'store.kind', type: 'string' },
+  STORELINK_CLOUD_STORE_DIR: { path: 'store.dir', type: 'string' },
+  STORELINK_CLOUD_STORE_URL: { path: 'store.url', type: 'string' },
+  STORELINK_CLOUD_SIGNING_PRIVATE_KEY_FILE: { path: 'signing.privateKeyFile', type: 'string' },
+  STORELINK_CLOUD_SERVICE_USERNAME: { path: 'service.username', type: 'string' },
+  STORELINK_CLOUD_SERVICE_PASSWORD: { path: 'service.password', type: 'string' },
+  STORELINK_CLOUD_COMMANDS_DEFAULT_TTL_MS: { path: 'commands.defaultTtlMs', type: 'int' },
+  STORELINK_CLOUD_LOG_LEVEL: { path: 'log.level', type: 'string' },
+  STORELINK_CLOUD_GATEWAYS: { path: 'gateways', type: 'json' },
+};
+
+const VARIANT_KEYS: Record<string, Record<string, readonly string[]>> = {
+  broker: { embedded: ['mode', 'host', 'port'], external: ['mode', 'url', 'username', 'password'] },
+  store: { pglite: ['kind', 'dir'], postgres: ['kind', 'url'] },
+};
+
+const bad = (errors: string) => cloudError('CLOUD_ERR_CONFIG', { errors });
+
+/** Reads the file (if any), applies the environment and defaults, validates. */
+export function loadCloudConfig(path?: string, env: NodeJS.ProcessEnv = process.env): CloudConfig {
+  let raw: unknown = {};
+  if (path) {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (e) {
+      throw bad(`cannot read config file ${path}: ${(e as Error).message}`);
+    }
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw bad(`config file ${path} is not valid JSON: ${(e as Error).message}`);
+    }
+    if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+      throw bad(`config file ${path} must hold a JSON object`);
+    }
+  }
+  const withEnv = applyEnv(raw as Record<string, unknown>, env);
+  try {
+    return resolveCloudConfig(withEnv, { baseDir: path ? dirname(resolve(path)) : process.cwd() });
+  } catch (e) {
+    // Name the variable a wrong value came from, not only the field.
+    const errors = String((e as { details?: { errors?: unknown } }).details?.errors ?? '');
+    let annotated = errors;
+    for (const [name, spec] of Object.entries(ENV_MAP)) {
+      if (env[name] === undefined) continue;
+      const field = `/${spec.path.replace(/\./g, '/')}`;
+      annotated = annotated.replace(new RegExp(`${field}(?=[ /])[^;]*`, 'g'), (m) => `${m} (from ${name})`);
+    }
+    if (annotated === errors) throw e;
+    throw bad(annotated);
+  }
+}
+
+/** Applies STORELINK_CLOUD_* variables to a raw config object (a copy). */
+export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Record<string, unknown> {
+  const out = structuredClone(raw);
+  const errors: string[] = [];
+  const entries = Object.entries(env).filter(([k, v]) => k.startsWith('STORELINK_CLOUD_') && v !== undefined);
+  for (const [name] of entries) {
+    if (!ENV_MAP[name])
+      errors.push(`${name} is not a known variable (known: ${Object.keys(ENV_MAP).join(', ')})`);
+  }
+  const get = (name: string) => env[name];
+  // A URL alone switches the variant; switching drops the other variant's fields.
+  const modeFor = (
+    section: 'broker' | 'store',
+    key: string,
+    urlVar: string,
+    modeVar: string,
+    urlValue: string,
+  ) => {
+    const explicit = get(modeVar) ?? (get(urlVar) !== undefined ? urlValue : undefined);
+    if (explicit === undefined) return;
+    const cur = (out[section] ?? {}) as Record<string, unknown>;
+    if (cur[key] !== explicit) {
+      const keep = VARIANT_KEYS[section]![explicit] ?? [];
+      out[section] = Object.fromEntries(Object.entries(cur).filter(([k]) => keep.includes(k)));
+    }
+    (out[section] as Record<string, unknown>)[key] = explicit;
+  };
+  modeFor('broker', 'mode', 'STORELINK_CLOUD_BROKER_URL', 'STORELINK_CLOUD_BROKER_MODE', 'external');
+  modeFor('store', 'kind', 'STORELINK_CLOUD_STORE_URL', 'STORELINK_CLOUD_STORE_KIND', 'postgres');
+  for (const [name, value] of entries) {
+    const spec = ENV_MAP[name];
+    if (!spec || value === undefined || name.endsWith('_MODE') || name.endsWith('_KIND')) continue;
+    let v: unknown = value;
+    if (spec.type === 'int') {
+      if (!/^-?\d+$/.test(value.trim())) {
+        errors.push(`${name} (${spec.path}) must be an integer, got "${value}"`);
+        continue;
+      }
+      v = Number(value);
+    } else if (spec.type === 'json') {
+      try {
+        v = JSON.parse(value);
+      } catch (e) {
+        errors.push(`${name} (${spec.path}) must be JSON: ${(e as Error).message}`);
+        continue;
+      }
+    }
+    setPath(out, spec.path, v);
+  }
+  if (errors.length) throw bad(errors.join('; '));
+  return out;
+}
+
+function setPath(obj: Record<string, unknown>, path: string, value: unknown): void {
+  const keys = path.split('.');
+  let cur = obj;
+  for (const k of keys.slice(0, -1)) {
+    if (cur[k] === null || typeof cur[k] !== 'object') cur[k] = {};
+    cur = cur[k] as Record<string, unknown>;
+  }
+  cur[keys[keys.length - 1]!] = value;
+}
+
+const validateBase = ajv.compile(ConfigBase);
+const variantValidators = {
+  broker: { embedded: ajv.compile(EmbeddedBroker), external: ajv.compile(ExternalBroker) },
+  store: { pglite: ajv.compile(PgliteStore), postgres: ajv.compile(PostgresStore) },
+} as const;
+
+/**
+ * Fills defaults into a (partial) config object and validates it. Idempotent: a
+ * resolved config resolves to itself.
+ */
+export function resolveCloudConfig(
+  input: CloudConfigInput | Record<string, unknown>,
+  opts: { baseDir?: string } = {},
+): CloudConfig {
+  const baseDir = opts.baseDir ?? process.cwd();
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(baseDir, p));
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) throw bad('/ must be an object');
+  const i = input as Record<string, unknown>;
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === 'object' && !Array.isArray(v);
+  /** Defaults under a section the caller gave as an object; anything else is left for the validator. */
+  const section = (v: unknown, defaults: Record<string, unknown>) =>
+    v === undefined ? defaults : isObj(v) ? { ...defaults, ...v } : v;
+  const dataDir = typeof i.dataDir === 'string' ? i.dataDir : '.data/cloud';
+  const brokerIn = i.broker ?? {};
+  const storeIn = i.store ?? {};
+  // A URL alone means the external variant.
+  const brokerMode = isObj(brokerIn)
+    ? (brokerIn.mode ?? (brokerIn.url ? 'external' : 'embedded'))
+    : undefined;
+  const storeKind = isObj(storeIn) ? (storeIn.kind ?? (storeIn.url ? 'postgres' : 'pglite')) : undefined;
+
+  const candidate: Record<string, unknown> = {
+    ...i,
+    dataDir,
+    http: section(i.http, { host: '0.0.0.0', port: 8080 }),
+    broker: section(
+      brokerIn,
+      brokerMode === 'embedded' ? { mode: 'embedded', host: '0.0.0.0', port: 1883 } : { mode: brokerMode },
+    ),
+    store: section(
+      storeIn,
+      storeKind === 'pglite' ? { kind: 'pglite', dir: `${dataDir}/pglite` } : { kind: storeKind },
+    ),
+    signing: section(i.signing, { privateKeyFile: `${dataDir}/signing-key.pem` }),
+    service: section(i.service, { username: 'storelink-cloud', password: '' }),
+    gateways: i.gateways ?? [],
+    commands: section(i.commands, { defaultTtlMs: 60_000 }),
+    log: section(i.log, { level: 'info' }),
+  };
+  // No service password given: a random one per start. The embedded broker's service
+  // clients learn it in process; with an external broker it must be configured.
+  const service = candidate.service as Record<string, unknown>;
+  if (isObj(service) && service.password === '') service.password = randomBytes(24).toString('base64url');
+
+  const errors: string[] = [];
+  if (!validateBase(candidate)) errors.push(formatErrors(validateBase.errors));
+  for (const name of ['broker', 'store'] as const) {
+    const v = candidate[name];
+    const tag = isObj(v) ? String(v[name === 'broker' ? 'mode' : 'kind']) : '';
+    const check = (variantValidators[name] as unknown as Record<string, typeof validateBase>)[tag];
+    if (check && !check(v)) {
+      errors.push(
+        formatErrors(check.errors!.map((e) => ({ ...e, instancePath: `/${name}${e.instancePath}` }))),
+      );
+    }
+  }
+  const ids = new Set<string>();
+  if (Array.isArray(candidate.gateways)) {
+    (candidate.gateways as { id?: unknown }[]).forEach((g, n) => {
+      if (typeof g?.id !== 'string') return;
+      if (ids.has(g.id)) errors.push(`/gateways/${n}/id "${g.id}" is listed twice`);
+      ids.add(g.id);
+    });
+  }
+  if (errors.length) throw bad(errors.join('; '));
+
+  const cfg = candidate as unknown as CloudConfig;
+  return {
+    ...cfg,
+    dataDir: abs(cfg.dataDir),
+    store:
+      cfg.store.kind === 'pglite'
+        ? { kind: 'pglite', dir: abs(cfg.store.dir ?? `${dataDir}/pglite`) }
+        : cfg.store,
+    signing: { privateKeyFile: abs(cfg.signing.privateKeyFile) },
+  };
+}

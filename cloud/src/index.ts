@@ -1,0 +1,172 @@
+import { mkdirSync } from 'node:fs';
+import pino, { type Logger } from 'pino';
+import { type EmbeddedBroker, startEmbeddedBroker } from './broker.ts';
+import { CommandService, type SendCommandInput } from './commands/service.ts';
+import {
+  type CloudConfig,
+  type CloudConfigInput,
+  type ExternalBrokerConfig,
+  resolveCloudConfig,
+} from './config.ts';
+import { build } from './http/app.ts';
+import { IngestService } from './ingest/service.ts';
+import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
+import { hashPassword } from './passwords.ts';
+import { loadOrCreateSigningKey } from './signing-key.ts';
+import { openStore } from './store/index.ts';
+import type { CloudStore, CommandRecord } from './store/store.ts';
+
+export { type BrokerIdentity, type EmbeddedBroker, startEmbeddedBroker } from './broker.ts';
+export { CommandService, type SendCommandInput } from './commands/service.ts';
+export {
+  type CloudConfig,
+  type CloudConfigInput,
+  ENV_MAP,
+  loadCloudConfig,
+  resolveCloudConfig,
+} from './config.ts';
+export { CLOUD_ERRORS, type CloudErrorCode, cloudError } from './errors.ts';
+export { build } from './http/app.ts';
+export { IngestService } from './ingest/service.ts';
+export { type CloudMetrics, createCloudMetrics } from './metrics.ts';
+export { hashPassword, verifyPassword } from './passwords.ts';
+export * from './store/index.ts';
+
+export interface CloudApp {
+  /** http://host:port of the API (`/api/v1`, `/docs`, `/metrics`). */
+  httpUrl: string;
+  /** mqtt://host:port of the broker the gateways should use. */
+  brokerUrl: string;
+  /** The key gateways must trust for commands (also written to `<privateKeyFile>.pub`). */
+  publicKeyPem: string;
+  config: CloudConfig;
+  store: CloudStore;
+  metrics: CloudMetrics;
+  sendCommand(input: SendCommandInput): Promise<CommandRecord>;
+  /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
+  idle(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  now?: () => number;
+  logger?: Logger;
+}
+
+/**
+ * Starts the cloud: store (migrated, gateways from the config seeded), signing key,
+ * broker (embedded, or nothing for an external one), ingest and command services as
+ * MQTT clients of that broker, then the HTTP API. `close()` stops them in reverse.
+ */
+export async function startCloud(
+  input: CloudConfigInput | CloudConfig,
+  opts: StartOptions = {},
+): Promise<CloudApp> {
+  const config = resolveCloudConfig(input);
+  const now = opts.now ?? Date.now;
+  const logger = opts.logger ?? pino({ level: config.log.level, name: 'storelink-cloud' });
+  const metrics = createCloudMetrics({ defaultMetrics: true });
+  const stops: (() => Promise<void>)[] = [];
+  const closeAll = async () => {
+    for (const stop of stops.splice(0).reverse()) {
+      try {
+        await stop();
+      } catch (e) {
+        logger.warn({ err: e }, 'error while stopping');
+      }
+    }
+  };
+
+  try {
+    mkdirSync(config.dataDir, { recursive: true });
+    const store = await openStore(config.store);
+    stops.push(() => store.close());
+    for (const g of config.gateways) {
+      await store.upsertGateway(
+        { id: g.id, site: g.site, name: g.name ?? null, passwordHash: await hashPassword(g.password) },
+        now(),
+      );
+    }
+    const key = loadOrCreateSigningKey(config.signing.privateKeyFile);
+    if (key.generated)
+      logger.info({ file: config.signing.privateKeyFile }, 'generated a new command signing key');
+
+    let broker: EmbeddedBroker | undefined;
+    let serviceBroker: { url: string; username?: string; password?: string };
+    if (config.broker.mode === 'embedded') {
+      broker = await startEmbeddedBroker({
+        host: config.broker.host,
+        port: config.broker.port,
+        service: config.service,
+        credentials: (id) => store.getGatewayCredentials(id),
+        metrics,
+        logger,
+      });
+      stops.push(() => broker!.close());
+      serviceBroker = {
+        url: broker.url,
+        username: config.service.username,
+        password: config.service.password,
+      };
+    } else {
+      serviceBroker = {
+        url: config.broker.url,
+        ...(config.broker.username !== undefined ? { username: config.broker.username } : {}),
+        ...(config.broker.password !== undefined ? { password: config.broker.password } : {}),
+      };
+    }
+
+    const ingest = await IngestService.start({ broker: serviceBroker, store, metrics, logger, now });
+    stops.push(() => ingest.close());
+    const commands = await CommandService.start({
+      broker: serviceBroker,
+      store,
+      privateKey: key.privateKey,
+      defaultTtlMs: config.commands.defaultTtlMs,
+      metrics,
+      logger,
+      now,
+    });
+    stops.push(() => commands.close());
+    const sendCommand = (c: SendCommandInput) => commands.send(c);
+
+    const app = await build({
+      context: {
+        store,
+        sendCommand,
+        metrics,
+        hashPassword: (p) => hashPassword(p),
+        readiness: async () => ({ ingest: ingest.connected, commands: commands.connected }),
+        now,
+      },
+      logger,
+    });
+    stops.push(() => app.close());
+    await app.listen({ host: config.http.host, port: config.http.port });
+    const addr = app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
+    const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+    const httpUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const brokerUrl = broker ? broker.url : (config.broker as ExternalBrokerConfig).url;
+    logger.info({ httpUrl, brokerUrl }, 'storelink cloud started');
+
+    let closing: Promise<void> | undefined;
+    return {
+      httpUrl,
+      brokerUrl,
+      publicKeyPem: key.publicKeyPem,
+      config,
+      store,
+      metrics,
+      sendCommand,
+      idle: () => ingest.idle(),
+      close() {
+        closing ??= closeAll().then(() => logger.info('storelink cloud stopped'));
+        return closing;
+      },
+    };
+  } catch (e) {
+    await closeAll();
+    throw e;
+  }
+}
