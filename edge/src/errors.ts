@@ -108,6 +108,11 @@ export const EDGE_ERRORS = {
     fix: 'nothing: each payment dispenses at most once',
     status: 409,
   },
+  EDGE_ERR_VMC_EXPIRED: {
+    message: 'order {orderId} expired at {expiresAt} (now {now}); not vended',
+    fix: 'nothing was dispensed; refund or issue a new dispense command',
+    status: 410,
+  },
   EDGE_ERR_VMC_INTERRUPTED: {
     message:
       'order {orderId} was started before a restart and its outcome is unknown; it is not vended again',

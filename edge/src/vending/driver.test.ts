@@ -126,6 +126,28 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
     expect(r.board.counters.vends).toBe(0);
   });
 
+  it('bad input: a replayed order and an expired order are refused with a clear code and counted', async () => {
+    const r = await rig();
+    await ready(r);
+    const warnings: Array<{ err: { code: string } }> = [];
+    const first = await r.driver.vend({ orderId: 'o-r', slot: 1, priceCents: 250 });
+    // A restarted driver over the same ledger still refuses to run the motor again.
+    const d2 = new (r.driver.constructor as typeof VmcDriver)({
+      path: '/dev/none',
+      binding: r.link.binding,
+      ledger: r.kv,
+      log: { warn: (o) => warnings.push(o as { err: { code: string } }), info: () => {} },
+    });
+    expect(await d2.vend({ orderId: 'o-r', slot: 1, priceCents: 250 })).toEqual(first);
+    expect(d2.counters.vendReplays).toBe(1);
+    expect(warnings.map((w) => w.err.code)).toContain('EDGE_ERR_VMC_REPLAY');
+    const expired = await d2.vend({ orderId: 'o-exp', slot: 1, priceCents: 250, expiresAt: Date.now() - 1 });
+    expect(expired).toMatchObject({ outcome: 'failed', reason: 'expired', code: 'EDGE_ERR_VMC_EXPIRED' });
+    expect(d2.counters.vendsFailed.expired).toBe(1);
+    expect(warnings.map((w) => w.err.code)).toContain('EDGE_ERR_VMC_EXPIRED');
+    expect(r.board.counters.vends).toBe(1);
+  });
+
   it('NAK from the board: the approval is repeated, one dispense', async () => {
     const r = await rig();
     await ready(r);

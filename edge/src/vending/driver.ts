@@ -29,6 +29,7 @@ export type VendFailReason =
   | 'cancelled'
   | 'timeout'
   | 'interrupted'
+  | 'expired'
   | 'stopped';
 
 export interface VendRequest {
@@ -37,6 +38,8 @@ export interface VendRequest {
   priceCents: number;
   /** Time budget in ms from the call (default 30 s). */
   deadlineMs?: number;
+  /** Absolute expiry (epoch ms, the command's `expiresAt`): refused without a session once passed. */
+  expiresAt?: number;
 }
 
 export interface VendOutcome {
@@ -106,7 +109,7 @@ export interface VmcDriverOptions {
 type ReaderState = 'inactive' | 'disabled' | 'enabled' | 'session' | 'vend';
 
 interface ActiveVend {
-  req: Required<VendRequest>;
+  req: VendRequest & { deadlineMs: number };
   startedAt: number;
   deadlineAt: number;
   phase: 'waiting' | 'session' | 'requested' | 'approved' | 'reported' | 'done';
@@ -258,7 +261,7 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
   vend(req: VendRequest): Promise<VendOutcome> {
     const existing = this.inflight.get(req.orderId);
     if (existing) {
-      this.counters.vendReplays++;
+      this.replayed(req.orderId);
       return existing;
     }
     const p = this.vendOnce(req).finally(() => this.inflight.delete(req.orderId));
@@ -270,7 +273,7 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
     const key = LEDGER_PREFIX + req.orderId;
     const prior = await this.opts.ledger.get(key);
     if (prior) {
-      this.counters.vendReplays++;
+      this.replayed(req.orderId);
       const entry = JSON.parse(prior) as { status: 'started' | 'done'; outcome?: VendOutcome; slot: number };
       if (entry.status === 'done' && entry.outcome) return entry.outcome;
       // Started before a restart: unknown whether the motor ran; never run it again.
@@ -287,11 +290,34 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
       });
       return o;
     }
+    if (req.expiresAt !== undefined && this.now() >= req.expiresAt) {
+      // [VEND-EXPIRY-1] an expired order never opens a session; recorded so a replay gets the same answer.
+      const o: VendOutcome = {
+        orderId: req.orderId,
+        outcome: 'failed',
+        reason: 'expired',
+        code: 'EDGE_ERR_VMC_EXPIRED',
+        slot: req.slot,
+        durationMs: 0,
+      };
+      this.counters.vendsFailed.expired = (this.counters.vendsFailed.expired ?? 0) + 1;
+      this.opts.log?.warn({
+        err: edgeError('EDGE_ERR_VMC_EXPIRED', {
+          orderId: req.orderId,
+          expiresAt: req.expiresAt,
+          now: this.now(),
+        }),
+      });
+      await this.opts.ledger.put(key, JSON.stringify({ status: 'done', slot: req.slot, outcome: o }), {
+        sync: true,
+      });
+      return o;
+    }
     await this.opts.ledger.put(key, JSON.stringify({ status: 'started', slot: req.slot, at: this.now() }), {
       sync: true,
     });
     const startedAt = this.now();
-    const full: Required<VendRequest> = { deadlineMs: 30_000, ...req };
+    const full: VendRequest & { deadlineMs: number } = { deadlineMs: 30_000, ...req };
     const outcome = await new Promise<VendOutcome>((resolve) => {
       const v: ActiveVend = {
         req: full,
@@ -308,6 +334,11 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
       sync: true,
     });
     return outcome;
+  }
+
+  private replayed(orderId: string): void {
+    this.counters.vendReplays++;
+    this.opts.log?.warn({ err: edgeError('EDGE_ERR_VMC_REPLAY', { orderId }) }, 'vend replay refused');
   }
 
   /** Starts the next queued vend when the reader is idle and enabled. */
@@ -354,6 +385,7 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
       cancelled: 'EDGE_ERR_VMC_VEND_FAILED',
       timeout: 'EDGE_ERR_VMC_TIMEOUT',
       interrupted: 'EDGE_ERR_VMC_INTERRUPTED',
+      expired: 'EDGE_ERR_VMC_EXPIRED',
       stopped: 'EDGE_ERR_VMC_TIMEOUT',
     };
     const o: VendOutcome = {
