@@ -6,5 +6,6 @@
  */
 import { dispatch } from './lib.ts';
 import { crash } from './scenarios/crash.ts';
+import { powerloss } from './scenarios/powerloss.ts';
 
-await dispatch('torture', [crash]);
+await dispatch('torture', [crash, powerloss]);
