@@ -192,18 +192,21 @@ async function getJson<T>(url: string): Promise<T | undefined> {
 
 interface EdgeStatus {
   devices?: Array<{ id: string; online: boolean }>;
-  outbox?: { depth: number; bytes: number; oldestAgeMs: number; lanes?: Record<string, { ackedSeq: number }> };
+  outbox?: {
+    depth: number;
+    bytes: number;
+    oldestAgeMs: number;
+    lanes?: Record<string, { ackedSeq: number }>;
+  };
   uplink?: { connected: boolean; bdSeq?: number };
 }
 interface Counts {
-  lanes?: Array<{ lane: string; stored: number; acked: number }>;
+  items?: Array<{ epoch: string; lane: string; stored: number; acked: number }>;
 }
 interface CommandRow {
   id: string;
   status: string;
-  roundTripMs?: number | null;
-  issuedAt?: number;
-  completedAt?: number | null;
+  rttMs?: number | null;
 }
 
 interface Sample {
@@ -227,8 +230,8 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       getJson<EdgeStatus>(`${cfg.edgeHttp}/status`),
       getJson<Counts>(`${cfg.cloudHttp}/api/v1/gateways/${GATEWAY}/counts`),
     ]);
-    const stored = (counts?.lanes ?? []).reduce((s, l) => s + l.stored, 0);
-    const acked = (counts?.lanes ?? []).reduce((s, l) => s + l.acked, 0);
+    const stored = (counts?.items ?? []).reduce((s, l) => s + l.stored, 0);
+    const acked = (counts?.items ?? []).reduce((s, l) => s + l.acked, 0);
     const dt = prev ? (now - prev.at) / 1000 : 0;
     const inRate = prev && dt > 0 ? (stored - prev.stored) / dt : 0;
     const ackRate = prev && dt > 0 ? (acked - prev.acked) / dt : 0;
@@ -247,8 +250,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
     if (lastCommand) {
       const row = await getJson<CommandRow>(`${cfg.cloudHttp}/api/v1/commands/${lastCommand.id}`);
       if (row && row.status !== 'sent' && row.status !== 'pending') {
-        const rt = row.roundTripMs ?? (row.completedAt && row.issuedAt ? row.completedAt - row.issuedAt : undefined);
-        lastRoundTrip = `${row.status}${rt !== undefined ? ` in ${rt} ms` : ''}`;
+        lastRoundTrip = `${row.status}${row.rttMs != null ? ` in ${row.rttMs} ms` : ''}`;
         lastCommand = undefined;
       }
     }
