@@ -3,7 +3,7 @@
  * both durability levels, against raw classic-level batch writes of the same bytes in
  * the same run, plus the read()+ack() drain rate the uplink would see.
  *
- *   npx tsx edge/src/outbox/bench-outbox.ts [--events=200000] [--concurrency=1000] [--power-events=20000]
+ *   npx tsx edge/src/outbox/bench-outbox.ts [--events=200000] [--concurrency=1000] [--power-events=20000] [--mids=1]
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,6 +21,8 @@ function arg(name: string, def: number): number {
 const EVENTS = arg('events', 200_000);
 const POWER_EVENTS = arg('power-events', 20_000);
 const CONCURRENCY = arg('concurrency', 1000);
+/** `--mids=0` sends events without device message ids (no dedupe index writes). */
+const MIDS = arg('mids', 1) !== 0;
 const root = mkdtempSync(join(tmpdir(), 'bench-outbox-'));
 
 function event(i: number): UnsequencedEvent {
@@ -34,7 +36,7 @@ function event(i: number): UnsequencedEvent {
     ts: Date.now(),
     rts: Date.now(),
     lane,
-    mid: `m-${i}`,
+    ...(MIDS ? { mid: `m-${i}` } : {}),
     payload: { slot: i % 24, grams: 1000 + (i % 500), delta: -(i % 300), stable: true },
   };
 }
@@ -119,6 +121,7 @@ console.log(
       events: EVENTS,
       powerEvents: POWER_EVENTS,
       concurrency: CONCURRENCY,
+      mids: MIDS,
       process: {
         appendsPerSec: r(processRun.appendsPerSec),
         rawBatchPutsPerSec: r(rawProcess),

@@ -222,6 +222,22 @@ describe('level outbox only', () => {
     await store.close();
   });
 
+  test('dedupe records are deleted once all their entries fall out of the per-device bound', async () => {
+    const dir = freshDir();
+    let db: Db | undefined;
+    const opts = options(fakeClock(), { dedupe: { maxPerDevice: 2 } });
+    const store = await openLevelStore(dir, { ...opts, onDb: (d) => (db = d) });
+    for (let i = 0; i < 10; i++) await store.outbox.append(makeEvent('event', { mid: `m-${i}` }));
+    await store.outbox.append(makeEvent('event')); // a later batch carries the deletions
+    const records = await db!.keys({ gte: 'd!', lt: 'd"' }).all();
+    expect(records.length).toBeLessThanOrEqual(3);
+    await store.close();
+    const again = await openLevelStore(dir, opts);
+    expect((await again.outbox.append(makeEvent('event', { mid: 'm-9' }))).seq).toBe(10);
+    expect((await again.outbox.append(makeEvent('event', { mid: 'm-0' }))).seq).toBe(12);
+    await again.close();
+  });
+
   test('dedupe index and epoch survive a restart [INGEST-DEDUPE-1] [OUTBOX-EPOCH-1]', async () => {
     const dir = freshDir();
     const written = await writeAndClose(dir, 5);

@@ -132,8 +132,9 @@ async function scanLane(db: Db, s: LaneState, ops: Batch): Promise<number> {
         } else if (seq < s.low) {
           ops.push({ type: 'del', key }); // acknowledged or dropped already: a leftover, not data
         } else {
-          s.queue.push(seq, Buffer.byteLength(value), rts);
-          s.bytes += Buffer.byteLength(value);
+          const bytes = Buffer.byteLength(value);
+          s.queue.push(seq, bytes, rts);
+          s.bytes += bytes;
         }
       }
     }
