@@ -222,6 +222,9 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
   let lastRoundTrip = '—';
   let lastPing = 0;
   const tty = process.stdout.isTTY && !args.plain;
+  if (!tty) {
+    console.log(`API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`);
+  }
 
   for (;;) {
     if (durationMs !== undefined && Date.now() - startedAt >= durationMs) return;
