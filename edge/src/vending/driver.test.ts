@@ -28,7 +28,13 @@ let n = 0;
 const rigs: Rig[] = [];
 
 async function rig(
-  opts: { slots?: SlotConfig[]; startBoard?: boolean; kv?: MemKv; temperatureEveryMs?: number } = {},
+  opts: {
+    slots?: SlotConfig[];
+    startBoard?: boolean;
+    kv?: MemKv;
+    temperatureEveryMs?: number;
+    motorMs?: number;
+  } = {},
 ): Promise<Rig> {
   n++;
   const link = createMockLink(`/dev/vmc-edge-${n}`, `/dev/vmc-board-${n}`);
@@ -47,7 +53,7 @@ async function rig(
     seed: 42,
     pollMs: 5,
     responseTimeoutMs: 60,
-    motorMs: 30,
+    motorMs: opts.motorMs ?? 30,
     temperatureEveryMs: opts.temperatureEveryMs ?? 0,
   });
   const driver = new VmcDriver({
@@ -247,6 +253,14 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
     expect(r.driver.counters.portLosses).toBeGreaterThanOrEqual(1);
     expect(r.driver.counters.portOpens).toBeGreaterThanOrEqual(2);
     expect(r.board.counters.vends).toBe(1);
+  });
+
+  it('a deadline that passes while the approved motor runs does not fail the vend', async () => {
+    const r = await rig({ motorMs: 300 });
+    await ready(r);
+    const o = await r.driver.vend({ orderId: 'o-long-motor', slot: 1, priceCents: 250, deadlineMs: 150 });
+    expect(o.outcome).toBe('dispensed');
+    expect(o.durationMs).toBeGreaterThan(150);
   });
 
   it('no controller: the order times out before approval, nothing dispensed', async () => {

@@ -97,6 +97,11 @@ export interface VmcDriverOptions {
   dropWindowMs?: number;
   /** No POLL for this long = link down event (ms); slow boards may pause ~1 s. */
   linkTimeoutMs?: number;
+  /**
+   * After VEND APPROVED the order's deadline no longer applies (failing it while the motor
+   * runs would refund an item that then drops); the VMC's result must come within this (ms).
+   */
+  vendResultTimeoutMs?: number;
   /** Inter-byte idle that truncates a partial frame (ms). */
   interByteTimeoutMs?: number;
   reopenMinMs?: number;
@@ -158,6 +163,7 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
     baudRate: number;
     address: mdb.CashlessAddress;
     dropWindowMs: number;
+    vendResultTimeoutMs: number;
     linkTimeoutMs: number;
     interByteTimeoutMs: number;
     reopenMinMs: number;
@@ -211,6 +217,7 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
       baudRate: opts.baudRate ?? 9600,
       address: opts.address ?? mdb.CASHLESS_1,
       dropWindowMs: opts.dropWindowMs ?? 1500,
+      vendResultTimeoutMs: opts.vendResultTimeoutMs ?? 60_000,
       linkTimeoutMs: opts.linkTimeoutMs ?? 2500,
       interByteTimeoutMs: opts.interByteTimeoutMs ?? 20,
       reopenMinMs: opts.reopenMinMs ?? 50,
@@ -722,6 +729,8 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
     this.setState('vend');
     a.phase = 'approved';
     a.approvedAt = this.now();
+    clearTimeout(a.timer);
+    a.timer = setTimeout(() => this.fail(a, 'timeout'), this.o.vendResultTimeoutMs);
     this.reply(f, { dir: 'peripheral', type: 'VEND_APPROVED', amount: m.price });
     this.emit('approved', { orderId: a.req.orderId, afterMs: a.approvedAt - a.startedAt });
   }
