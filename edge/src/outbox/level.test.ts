@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import {
   closeSync,
   mkdtempSync,
@@ -11,6 +12,7 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { fakeClock, makeEvent, options, outboxSuite, readAll } from './conformance.ts';
 import { openLevelStore } from './level.ts';
@@ -252,4 +254,50 @@ describe('level outbox only', () => {
     expect(other.outbox.epoch).not.toBe(epoch);
     await other.close();
   });
+});
+
+describe('level outbox under SIGKILL', () => {
+  test("durability 'process': every acknowledged append survives kill -9 at an arbitrary instant [OUTBOX-WRITE-1]", async () => {
+    const dir = freshDir();
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', fileURLToPath(new URL('./sigkill-child.ts', import.meta.url)), dir, 'process'],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
+    const acked: number[] = [];
+    let buffered = '';
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (chunk: Buffer) => {
+        buffered += chunk.toString();
+        const lines = buffered.split('\n');
+        buffered = lines.pop()!;
+        for (const l of lines) if (/^\d+$/.test(l)) acked.push(Number(l));
+        // Kill mid-stream, while batches are in flight.
+        if (acked.length >= 3000 && !child.killed) {
+          child.kill('SIGKILL');
+          resolve();
+        }
+      });
+      child.on('exit', (code) =>
+        acked.length < 3000 ? reject(new Error(`child exited early (${code})`)) : resolve(),
+      );
+    });
+    await exited;
+    const store = await openLevelStore(dir, options(fakeClock()));
+    try {
+      expect(store.recovery.lostCount).toBe(0);
+      const held = new Set((await readAll(store, 'tx')).map((e) => e.seq));
+      const missing = acked.filter((seq) => !held.has(seq));
+      expect(missing).toEqual([]);
+      // Gap-free: the stored seqs are exactly 1..next-1, acknowledged or not.
+      const next = store.outbox.stats().lanes.tx.nextSeq;
+      expect(held.size).toBe(next - 1);
+      expect(next - 1).toBeGreaterThanOrEqual(Math.max(...acked));
+    } finally {
+      await store.close();
+    }
+  }, 30_000);
 });
