@@ -6,7 +6,6 @@ import {
   signCommand,
   type UnsignedCommand,
 } from '@storelink/protocols';
-import type { MqttClient } from 'mqtt';
 import type { Logger } from 'pino';
 import { cloudError } from '../errors.ts';
 import type { CloudMetrics } from '../metrics.ts';
@@ -44,13 +43,20 @@ export const MAX_COMMAND_TTL_MS = 7 * 24 * 3600 * 1000;
  * retained command would be replayed at every resubscribe). The result comes back as a
  * `command.result` event and completes the row in the ingest transaction.
  */
+/** How commands leave: an MQTT client in production, a recorder in tests. */
+export interface CommandTransport {
+  publish(topic: string, payload: string): Promise<void>;
+  readonly connected: boolean;
+  close(): Promise<void>;
+}
+
 export class CommandService {
   private readonly now: () => number;
   private readonly log: Logger;
 
-  private constructor(
-    private readonly client: MqttClient,
-    private readonly opts: CommandServiceOptions,
+  constructor(
+    private readonly transport: CommandTransport,
+    private readonly opts: Omit<CommandServiceOptions, 'broker' | 'clientId'>,
   ) {
     this.now = opts.now ?? Date.now;
     this.log = opts.logger.child({ component: 'commands' });
@@ -65,7 +71,22 @@ export class CommandService {
       clean: true,
       logger: opts.logger,
     });
-    return new CommandService(client, opts);
+    const timeoutMs = opts.publishTimeoutMs ?? 5000;
+    return new CommandService(
+      {
+        // QoS1, not retained: a retained command would be replayed at every resubscribe.
+        publish: async (topic, payload) => {
+          await withTimeout(client.publishAsync(topic, payload, { qos: 1, retain: false }), timeoutMs);
+        },
+        get connected() {
+          return client.connected;
+        },
+        close: async () => {
+          await client.endAsync();
+        },
+      },
+      opts,
+    );
   }
 
   async send(input: SendCommandInput): Promise<CommandRecord> {
@@ -104,17 +125,14 @@ export class CommandService {
       sig: envelope.sig,
     });
     // Stored first, so a result can never arrive for a command we do not know.
-    if (!this.client.connected) {
+    if (!this.transport.connected) {
       throw cloudError('CLOUD_ERR_COMMAND_PUBLISH', {
         id: envelope.id,
         reason: 'not connected to the broker',
       });
     }
     try {
-      await withTimeout(
-        this.client.publishAsync(topic, JSON.stringify(envelope), { qos: 1, retain: false }),
-        this.opts.publishTimeoutMs ?? 5000,
-      );
+      await this.transport.publish(topic, JSON.stringify(envelope));
     } catch (e) {
       throw cloudError(
         'CLOUD_ERR_COMMAND_PUBLISH',
@@ -138,11 +156,11 @@ export class CommandService {
   }
 
   get connected(): boolean {
-    return this.client.connected;
+    return this.transport.connected;
   }
 
   async close(): Promise<void> {
-    await this.client.endAsync();
+    await this.transport.close();
   }
 }
 
