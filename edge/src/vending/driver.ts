@@ -707,6 +707,12 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
 
   private onVendRequest(f: mdb.ParsedFrame, m: { price: number; item: number }): void {
     const a = this.active;
+    if (this.state === 'session' && a?.phase === 'done') {
+      // The order timed out while the controller was asking: deny, the session then ends.
+      this.setState('vend');
+      this.reply(f, { dir: 'peripheral', type: 'VEND_DENIED' });
+      return;
+    }
     if (this.state !== 'session' || !a || a.phase !== 'session') {
       this.outOfSequence(f, 'VEND_REQUEST');
       return;
