@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { fakeClock, makeEvent, options, outboxSuite, readAll } from './conformance.ts';
-import { openLevelStore } from './level.ts';
+import { openLevelStore, WATERMARK_FILE } from './level.ts';
 import type { Db } from './recovery.ts';
 import type { EdgeStore } from './types.ts';
 
@@ -211,6 +211,23 @@ describe('level outbox only', () => {
     await store.outbox.ack('tx', lost[0]! - 1);
     expect(store.outbox.floor('tx')).toBe(lost[lost.length - 1]! + 1);
     await store.close();
+  });
+
+  test('recovery: an unreadable value is deleted and reported; a missing counter is rebuilt from the events', async () => {
+    const dir = freshDir();
+    let db: Db | undefined;
+    const store = await openLevelStore(dir, { ...options(fakeClock()), onDb: (d) => (db = d) });
+    for (let i = 0; i < 5; i++) await store.outbox.append(makeEvent('event'));
+    await db!.put('o!event!0000000000000003', '{"not json');
+    await db!.del('m!next!event');
+    await store.close();
+    rmSync(join(dir, WATERMARK_FILE));
+    const again = await openLevelStore(dir, options(fakeClock()));
+    expect(again.recovery.lost).toEqual({ event: [[3, 3]] });
+    expect((await readAll(again, 'event')).map((e) => e.seq)).toEqual([1, 2, 4, 5]);
+    expect(again.outbox.stats().lanes.event).toMatchObject({ nextSeq: 6, depth: 4 });
+    expect(again.outbox.stats().lanes.event.dropReasons.corruption).toBe(1);
+    await again.close();
   });
 
   test('recovery: a store LevelDB refuses to open is repaired and keeps its events', async () => {
