@@ -270,6 +270,14 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
     expect(o.approvedAfterMs).toBeUndefined();
   });
 
+  it('lock relay is driven through its GPIO line', async () => {
+    const lock = createSimLine({ direction: 'out' });
+    const d = new VmcDriver({ path: '/dev/unused', ledger: new MemKv(), lockLine: lock });
+    await d.setLock(true);
+    await d.setLock(false);
+    expect(lock.writes).toEqual([1, 0]);
+  });
+
   it('door and temperature telemetry', async () => {
     const r = await rig({ temperatureEveryMs: 20 });
     await ready(r);
