@@ -1,5 +1,5 @@
 import { sleep } from '../../test/helpers/ports.ts';
-import { makeDevices, startStack } from '../../test/helpers/stack.ts';
+import { makeDevices, type Stack, startStack } from '../../test/helpers/stack.ts';
 import { cleanupTempDirs } from '../../test/helpers/tmp.ts';
 import { log, num, rng, type Scenario, str } from '../lib.ts';
 import { type DeliveryReport, verifyDelivery } from '../../test/helpers/verify.ts';
@@ -12,6 +12,14 @@ import {
   waitDrained,
 } from './common.ts';
 
+async function gapCount(stack: Stack): Promise<number> {
+  const r = await stack.cloudApi(`/api/v1/gateways/${stack.gateway}/gaps`);
+  if (!r.ok) return -1;
+  const body = (await r.json()) as { items?: unknown[] };
+  if (body.items?.length) log('cloud gap records:', body.items);
+  return body.items?.length ?? 0;
+}
+
 export interface CrashResult {
   kills: number;
   acked: number;
@@ -20,6 +28,10 @@ export interface CrashResult {
   duplicates: number;
   reordered: number;
   seqGaps: number;
+  /** Sum of what the edge's recovery reported lost over all restarts. */
+  edgeReportedLost: number;
+  /** Gap records in the cloud (seqs the edge declared dropped). */
+  cloudGaps: number;
   unackedAtEnd: number;
   drainSeconds: number;
   seconds: number;
@@ -88,12 +100,18 @@ export const crash: Scenario<CrashResult> = {
     });
     try {
       await pubs.ready(30_000);
+      let reportedLost = 0;
       for (let k = 1; k <= kills; k++) {
         await sleep(minUp + random() * (maxUp - minUp));
         const before = pubs.stats();
         await stack.edge.kill('SIGKILL');
         const tKill = Date.now();
         await stack.edge.start();
+        const rec = (await stack.edgeStatus()).recovery;
+        if (rec.lostCount > 0) {
+          reportedLost += rec.lostCount;
+          log(`kill ${k}: edge reports lost after restart: ${rec.message}`);
+        }
         if (k % 10 === 0 || k === kills) {
           log(
             `kill ${k}/${kills}: acked=${before.acked} outstanding=${before.outstanding} restart=${Date.now() - tKill}ms rss=${(stack.edge.peakRssBytes / 2 ** 20).toFixed(0)}MB`,
@@ -121,6 +139,8 @@ export const crash: Scenario<CrashResult> = {
         reordered: r.reordered,
         seqGaps: r.seqGaps,
         unackedAtEnd: end.outstanding,
+        edgeReportedLost: reportedLost,
+        cloudGaps: verify === 'cloud' ? await gapCount(stack) : 0,
         drainSeconds,
         seconds: (Date.now() - t0) / 1000,
         durability,

@@ -243,9 +243,10 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
             const r = await cloudApi(`/api/v1/gateways/${gateway}/events?${q}`);
             if (!r.ok) throw new Error(`events: HTTP ${r.status} ${await r.text()}`);
             const body = (await r.json()) as unknown;
-            const list = (
-              Array.isArray(body) ? body : ((body as { events?: unknown[] }).events ?? [])
-            ) as Array<StoredRow & { epoch?: string }>;
+            const b = body as { items?: unknown[]; events?: unknown[] };
+            const list = (Array.isArray(body) ? body : (b.items ?? b.events ?? [])) as Array<
+              StoredRow & { epoch?: string }
+            >;
             if (list.length === 0) break;
             for (const e of list) out.push({ ...e, epoch: e.epoch ?? epoch ?? '' });
             after = list[list.length - 1]!.seq;
