@@ -6,6 +6,7 @@
  */
 import { dispatch } from './lib.ts';
 import { crash } from './scenarios/crash.ts';
+import { outage } from './scenarios/outage.ts';
 import { powerloss } from './scenarios/powerloss.ts';
 
-await dispatch('torture', [crash, powerloss]);
+await dispatch('torture', [crash, outage, powerloss]);
