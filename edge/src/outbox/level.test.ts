@@ -280,11 +280,15 @@ describe('level outbox under SIGKILL', () => {
       process.execPath,
       ['--import', 'tsx', fileURLToPath(new URL('./sigkill-child.ts', import.meta.url)), dir, 'process'],
       {
-        stdio: ['ignore', 'pipe', 'inherit'],
+        stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
     const acked: number[] = [];
     let buffered = '';
+    let stderr = '';
+    child.stderr!.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+    });
     const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (chunk: Buffer) => {
@@ -298,8 +302,10 @@ describe('level outbox under SIGKILL', () => {
           resolve();
         }
       });
-      child.on('exit', (code) =>
-        acked.length < 3000 ? reject(new Error(`child exited early (${code})`)) : resolve(),
+      child.on('exit', (code, signal) =>
+        acked.length < 3000
+          ? reject(new Error(`child exited early (${code ?? signal}) after ${acked.length} acks: ${stderr}`))
+          : resolve(),
       );
     });
     await exited;
