@@ -34,6 +34,8 @@ async function rig(
     kv?: MemKv;
     temperatureEveryMs?: number;
     motorMs?: number;
+    /** Board-side IR beam: drop reported over the link only; driver trusts it if `edgeTrusts`. */
+    dropOverSerial?: { edgeTrusts: boolean };
   } = {},
 ): Promise<Rig> {
   n++;
@@ -48,7 +50,7 @@ async function rig(
       { item: 1, priceCents: 250, stock: 3 },
       { item: 2, priceCents: 400, stock: 0 },
     ],
-    dropLine: drop,
+    ...(opts.dropOverSerial ? { dropOverSerial: true } : { dropLine: drop }),
     doorLine: door,
     seed: 42,
     pollMs: 5,
@@ -61,6 +63,7 @@ async function rig(
     binding: link.binding,
     dropLine: drop,
     doorLine: door,
+    dropOverSerial: opts.dropOverSerial?.edgeTrusts ?? false,
     ledger: kv,
     dropWindowMs: 300,
     linkTimeoutMs: 1500,
@@ -268,6 +271,23 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
     const o = await r.driver.vend({ orderId: 'o-nobody', slot: 1, priceCents: 250, deadlineMs: 200 });
     expect(o).toMatchObject({ outcome: 'failed', reason: 'timeout', code: 'EDGE_ERR_VMC_TIMEOUT' });
     expect(o.approvedAfterMs).toBeUndefined();
+  });
+
+  it('board-side drop sensor: DIAG DROP over the link confirms only when configured', async () => {
+    const r = await rig({ dropOverSerial: { edgeTrusts: true } });
+    await ready(r);
+    expect(await r.driver.vend({ orderId: 'o-serial-drop', slot: 1, priceCents: 250 })).toMatchObject({
+      outcome: 'dispensed',
+      dropSeen: true,
+    });
+    const untrusting = await rig({ dropOverSerial: { edgeTrusts: false } });
+    await ready(untrusting);
+    expect(
+      await untrusting.driver.vend({ orderId: 'o-serial-drop-2', slot: 1, priceCents: 250 }),
+    ).toMatchObject({
+      outcome: 'failed',
+      reason: 'no_drop',
+    });
   });
 
   it('lock relay is driven through its GPIO line', async () => {

@@ -89,6 +89,11 @@ export interface VmcDriverOptions {
   address?: mdb.CashlessAddress;
   /** Drop sensor (IR beam), 1 = beam broken by a falling item. */
   dropLine?: Line;
+  /**
+   * Also accept DIAG DROP from the board as drop confirmation (IR beam wired to the board).
+   * Default false: only the edge's own GPIO line confirms a dispense.
+   */
+  dropOverSerial?: boolean;
   doorLine?: Line;
   lockLine?: Line;
   ledger: Pick<KvStore, 'get' | 'put'>;
@@ -644,6 +649,10 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
       case 'DIAG_STOCK':
         this.ack(f);
         this.emit('telemetry', { kind: 'stock', slot: m.item, count: m.count });
+        return;
+      case 'DIAG_DROP':
+        this.ack(f);
+        if (this.opts.dropOverSerial) this.onDrop(null, 1);
         return;
       case 'DIAG_EVENT':
         this.ack(f);

@@ -40,6 +40,11 @@ export interface VmcBoardOptions {
   slots?: SlotConfig[];
   dropLine?: OutputLine;
   doorLine?: OutputLine;
+  /**
+   * The IR beam is wired to the board: report each drop as DIAG DROP over the link (for a
+   * board running in another process than the edge).
+   */
+  dropOverSerial?: boolean;
   seed?: number;
   /** Gap between polls (ms). Real boards poll every 25-200 ms. */
   pollMs?: number;
@@ -90,7 +95,9 @@ export class VmcBoard extends EventEmitter {
   temperatureDeciC: number;
   doorOpen = false;
 
-  private readonly o: Required<Omit<VmcBoardOptions, 'binding' | 'dropLine' | 'doorLine' | 'slots' | 'seed'>>;
+  private readonly o: Required<
+    Omit<VmcBoardOptions, 'binding' | 'dropLine' | 'doorLine' | 'slots' | 'seed' | 'dropOverSerial'>
+  >;
   private readonly binding: BindingInterface | undefined;
   private readonly rng: Rng;
   private port: SerialPortStream | null = null;
@@ -130,9 +137,11 @@ export class VmcBoard extends EventEmitter {
     this.temperatureDeciC = this.o.setpointDeciC;
     this.dropLine = opts.dropLine;
     this.doorLine = opts.doorLine;
+    this.dropOverSerial = opts.dropOverSerial ?? false;
   }
 
   private readonly dropLine: OutputLine | undefined;
+  private readonly dropOverSerial: boolean;
   private readonly doorLine: OutputLine | undefined;
 
   /** Arms a fault for the next `count` occasions (`ms` for slow replies and power loss). */
@@ -338,7 +347,14 @@ export class VmcBoard extends EventEmitter {
     }
     const a = this.o.address;
     const s = this.session;
-    if (s?.phase === 'begun' && s.item !== undefined) {
+    if (this.outQueue[0]?.type === 'DIAG_DROP') {
+      // The beam broke before the board reports the vend: tell the reader first.
+      const r = await this.transact(this.outQueue[0]);
+      if (r) {
+        this.outQueue.shift();
+        this.handle(r);
+      }
+    } else if (s?.phase === 'begun' && s.item !== undefined) {
       const slot = this.slots.get(s.item);
       // Remote selection: the board asks to vend the item chosen on the phone at its own price.
       const price = slot?.priceCents ?? s.funds;
@@ -521,6 +537,9 @@ export class VmcBoard extends EventEmitter {
         this.counters.drops++;
         this.dropLine?.set(1);
         setTimeout(() => this.dropLine?.set(0), this.o.dropPulseMs);
+        if (this.dropOverSerial) {
+          this.outQueue.unshift({ dir: 'vmc', addr: this.o.address, type: 'DIAG_DROP', item: slot.item });
+        }
       }
       s.result = 'success';
       s.phase = 'report';

@@ -73,15 +73,17 @@ describe('FrameParser incremental input', () => {
   });
 });
 
-const arbMsg: fc.Arbitrary<MdbMessage> = fc.constantFrom(...VECTORS.map((v) => v.msg)).chain((m): fc.Arbitrary<MdbMessage> => {
-  if (m.type === 'VEND_REQUEST') {
-    return fc.record({ price: fc.nat(0xffff), item: fc.nat(0xffff) }).map((x) => ({ ...m, ...x }));
-  }
-  if (m.type === 'VEND_APPROVED') return fc.nat(0xffff).map((amount) => ({ ...m, amount }));
-  if (m.type === 'DIAG_TEMPERATURE')
-    return fc.integer({ min: -32768, max: 32767 }).map((deciCelsius) => ({ ...m, deciCelsius }));
-  return fc.constant(m);
-});
+const arbMsg: fc.Arbitrary<MdbMessage> = fc
+  .constantFrom(...VECTORS.map((v) => v.msg))
+  .chain((m): fc.Arbitrary<MdbMessage> => {
+    if (m.type === 'VEND_REQUEST') {
+      return fc.record({ price: fc.nat(0xffff), item: fc.nat(0xffff) }).map((x) => ({ ...m, ...x }));
+    }
+    if (m.type === 'VEND_APPROVED') return fc.nat(0xffff).map((amount) => ({ ...m, amount }));
+    if (m.type === 'DIAG_TEMPERATURE')
+      return fc.integer({ min: -32768, max: 32767 }).map((deciCelsius) => ({ ...m, deciCelsius }));
+    return fc.constant(m);
+  });
 
 function fragment(buf: Buffer, cuts: number[]): Buffer[] {
   const pts = [...new Set(cuts.map((c) => c % (buf.length + 1)))].sort((a, b) => a - b);

@@ -40,7 +40,7 @@ export const VEND_SUB = {
 export const READER_SUB = { DISABLE: 0x00, ENABLE: 0x01, CANCEL: 0x02 } as const;
 /** EXPANSION 0xFF is MDB's manufacturer-specific "diagnostics"; storelink uses it for telemetry. */
 export const EXPANSION_DIAGNOSTICS = 0xff;
-export const DIAG_KIND = { TEMPERATURE: 0x01, STOCK: 0x02, EVENT: 0x03 } as const;
+export const DIAG_KIND = { TEMPERATURE: 0x01, STOCK: 0x02, EVENT: 0x03, DROP: 0x04 } as const;
 
 /** Poll/command response codes sent by the cashless device (Section 7.4). */
 export const RESP = {
@@ -92,7 +92,9 @@ export type VmcMsg =
   | (Addressed & { type: 'READER_CANCEL' })
   | (Addressed & { type: 'DIAG_TEMPERATURE'; deciCelsius: number })
   | (Addressed & { type: 'DIAG_STOCK'; item: number; count: number })
-  | (Addressed & { type: 'DIAG_EVENT'; code: string; active: boolean });
+  | (Addressed & { type: 'DIAG_EVENT'; code: string; active: boolean })
+  /** The board's own drop sensor saw an item fall (when the IR beam is wired to the board). */
+  | (Addressed & { type: 'DIAG_DROP'; item: number });
 
 interface FromPeripheral {
   dir: 'peripheral';
@@ -196,6 +198,9 @@ export function encodeBody(msg: VmcMsg | PeripheralMsg): number[] {
           ...u16(msg.item),
           ...u16(msg.count),
         ];
+      case 'DIAG_DROP':
+        assertU16('item', msg.item);
+        return [a | CMD.EXPANSION, EXPANSION_DIAGNOSTICS, DIAG_KIND.DROP, ...u16(msg.item)];
       case 'DIAG_EVENT': {
         if (!/^[A-Z0-9]{2,8}$/.test(msg.code)) {
           throw protoError('PROTO_ERR_MDB_FIELD', {
@@ -403,6 +408,9 @@ export function decodeBody(dir: Direction, body: Uint8Array): DecodeResult {
             item: rd16(body, 3),
             count: rd16(body, 5),
           }));
+        }
+        if (kind === DIAG_KIND.DROP) {
+          return want(body, 5, 'DIAG DROP', () => ({ ...v, type: 'DIAG_DROP', item: rd16(body, 3) }));
         }
         if (kind === DIAG_KIND.EVENT) {
           const code = Buffer.from(body.subarray(4)).toString('latin1');

@@ -145,6 +145,14 @@ export const VECTORS: Vector[] = [
     msg: { dir: V, addr: A, type: 'DIAG_EVENT', code: 'EJL', active: true },
   },
   {
+    name: 'DIAG drop (board-side drop sensor)',
+    bytes: `02 05 17 ff  # SYNC VMC, LEN 5, EXPANSION, diagnostics
+            04           # kind 4 drop sensor fired
+            00 0c        # item 12
+            26           # CHK = 17+ff+04+0c = 0x126 & 0xff`,
+    msg: { dir: V, addr: A, type: 'DIAG_DROP', item: 12 },
+  },
+  {
     name: 'ACK from peripheral',
     bytes: `03     # SYNC: from peripheral
             00     # LEN 0: control frame
