@@ -52,6 +52,33 @@ export const GatewayConfigSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** Vending payments (docs/vending.md): provider keys for notification signatures, timings. */
+const Ms = Type.Integer({ minimum: 0, maximum: 7 * 24 * 3600 * 1000 });
+export const PaymentsConfigSchema = Type.Object(
+  {
+    providers: Type.Record(
+      Type.String({ pattern: '^[a-z0-9_-]{1,32}$' }),
+      Type.Object(
+        {
+          algorithm: Enum(['hmac-sha256', 'ed25519'] as const),
+          /** HMAC secret or the provider's Ed25519 public key (PEM). */
+          key: NonEmpty,
+          serial: Type.Optional(NonEmpty),
+          maxSkewMs: Type.Optional(Ms),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    orderTtlMs: Ms,
+    dispenseTtlMs: Ms,
+    settleMarginMs: Ms,
+    lateGraceMs: Ms,
+    retryMs: Ms,
+    sweepIntervalMs: Ms,
+  },
+  { additionalProperties: false },
+);
+
 /** Everything but the two tagged unions; those are validated by their tag (clearer errors). */
 const ConfigBase = Type.Object(
   {
@@ -67,6 +94,7 @@ const ConfigBase = Type.Object(
       { additionalProperties: false },
     ),
     log: Type.Object({ level: Enum(LOG_LEVELS) }, { additionalProperties: false }),
+    payments: PaymentsConfigSchema,
   },
   { additionalProperties: false },
 );
@@ -272,6 +300,15 @@ export function resolveCloudConfig(
     gateways: i.gateways ?? [],
     commands: section(i.commands, { defaultTtlMs: 60_000 }),
     log: section(i.log, { level: 'info' }),
+    payments: section(i.payments, {
+      providers: {},
+      orderTtlMs: 300_000,
+      dispenseTtlMs: 60_000,
+      settleMarginMs: 300_000,
+      lateGraceMs: 120_000,
+      retryMs: 30_000,
+      sweepIntervalMs: 5_000,
+    }),
   };
   // No service password given: a random one per start. The embedded broker's service
   // clients learn it in process; with an external broker it must be configured.

@@ -67,6 +67,39 @@ export const CLOUD_ERRORS = {
     message: 'command signing key {file} is unusable: {reason}',
     fix: 'point signing.privateKeyFile at a PEM Ed25519 private key, or at a missing file to have one generated',
   },
+  CLOUD_ERR_PAY_SIGNATURE: {
+    message: 'payment notification from {provider} refused: {reason}',
+    fix: 'the provider must sign timestamp\\nnonce\\nbody\\n with the key configured under payments.providers.{provider}; check the key and the clock (docs/vending.md)',
+    status: 401,
+  },
+  CLOUD_ERR_PAY_AMOUNT: {
+    message: 'payment notification for order {orderId} has amount {got} {currency}, the order is {expected}',
+    fix: 'a notification whose amount differs from the order is a false notification: the order is not paid; check the provider account',
+  },
+  CLOUD_ERR_PAY_PROVIDER: {
+    message: 'payment provider "{provider}" is not configured',
+    fix: 'add it under payments.providers in the cloud config, or use the notify URL of a configured provider',
+    status: 404,
+  },
+  CLOUD_ERR_PAY_NOTIFICATION: {
+    message: 'payment notification from {provider} is malformed: {reason}',
+    fix: 'the body must be a TRANSACTION.SUCCESS notification as in docs/vending.md',
+  },
+  CLOUD_ERR_PAY_REFUND: {
+    message: 'refund {refundNo} of order {orderId} failed: {reason}',
+    fix: 'the sweeper retries with the same refund number; check the provider if it keeps failing',
+    status: 502,
+  },
+  CLOUD_ERR_ORDER_UNKNOWN: {
+    message: 'order "{orderId}" is unknown',
+    fix: 'the order must be created (POST /api/v1/orders) before it is paid; check out_trade_no',
+    status: 404,
+  },
+  CLOUD_ERR_ORDER_STATE: {
+    message: 'order {orderId} cannot {step} in state {state}',
+    fix: 'see the order state machine in docs/vending.md; the order was left unchanged',
+    status: 409,
+  },
 } as const satisfies Catalogue;
 
 export type CloudErrorCode = keyof typeof CLOUD_ERRORS;

@@ -13,7 +13,8 @@ import { IngestService } from './ingest/service.ts';
 import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
-import { openStore } from './store/index.ts';
+import { startVending } from './orders/index.ts';
+import { openStore, SqlCloudStore } from './store/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
 
 export { type BrokerIdentity, type EmbeddedBroker, startEmbeddedBroker } from './broker.ts';
@@ -27,6 +28,7 @@ export {
 } from './config.ts';
 export { CLOUD_ERRORS, type CloudErrorCode, cloudError } from './errors.ts';
 export { build } from './http/app.ts';
+export * as orders from './orders/index.ts';
 export { IngestService } from './ingest/service.ts';
 export { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 export { hashPassword, verifyPassword } from './passwords.ts';
@@ -129,6 +131,19 @@ export async function startCloud(
     });
     stops.push(() => commands.close());
     const sendCommand = (c: SendCommandInput) => commands.send(c);
+    // Vending orders/payments (docs/vending.md): needs the SQL store for its ingest hook.
+    const vending =
+      store instanceof SqlCloudStore
+        ? startVending({
+            store,
+            config: config.payments,
+            sendCommand,
+            registry: metrics.registry,
+            logger,
+            now,
+          })
+        : undefined;
+    if (vending) stops.push(() => vending.close());
 
     const app = await build({
       context: {
@@ -140,6 +155,14 @@ export async function startCloud(
         now,
       },
       logger,
+      ...(vending
+        ? {
+            vending: {
+              orders: vending.service,
+              siteOf: async (id: string) => (await store.getGateway(id))?.site,
+            },
+          }
+        : {}),
     });
     stops.push(() => app.close());
     await app.listen({ host: config.http.host, port: config.http.port });

@@ -20,6 +20,8 @@ export interface SendCommandInput {
   payload: unknown;
   /** Lifetime; default `commands.defaultTtlMs`. */
   ttlMs?: number;
+  /** A caller-derived id (a ULID), so a re-issue is the same command (vend.dispense per order). */
+  id?: string;
 }
 
 export interface CommandServiceOptions {
@@ -102,7 +104,7 @@ export class CommandService {
     const issuedAt = this.now();
     const unsigned: UnsignedCommand = {
       v: 1,
-      id: newId(issuedAt),
+      id: input.id ?? newId(issuedAt),
       type: input.type,
       target: input.target?.device !== undefined ? { device: input.target.device } : {},
       issuedAt,

@@ -9,11 +9,14 @@ import commandRoutes from './routes/commands.ts';
 import eventRoutes from './routes/events.ts';
 import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
+import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 
 export interface HttpOptions {
   context: CloudContext;
   /** A pino logger for request logs; omit for none. */
   logger?: Logger;
+  /** Vending orders and payment notifications (cloud/src/orders); omit for none. */
+  vending?: VendingRoutesOptions;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -98,6 +101,7 @@ async function createApp(opts: HttpOptions) {
       await api.register(gatewayRoutes);
       await api.register(eventRoutes);
       await api.register(commandRoutes);
+      if (opts.vending) await api.register(vendingRoutes, opts.vending);
     },
     { prefix: API_PREFIX },
   );

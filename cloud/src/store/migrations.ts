@@ -78,8 +78,10 @@ CREATE TABLE events (
   -- [INGEST-EXACTLY-ONCE-1] the dedupe key: a resent event is a conflict, never a second row
   PRIMARY KEY (gateway, epoch, lane, seq)
 );
+-- The one secondary index ("recent events", newest first, filters applied on the way):
+-- every index costs on the hot insert path, so per-device or per-type indexes are left
+-- out until a query needs them.
 CREATE INDEX events_received ON events (received_at);
-CREATE INDEX events_device ON events (gateway, device, received_at);
 
 CREATE TABLE lane_watermarks (
   gateway    text NOT NULL,
@@ -125,6 +127,65 @@ CREATE TABLE commands (
   duplicate_result   boolean
 );
 CREATE INDEX commands_gateway ON commands (gateway, issued_at DESC);
+`,
+  },
+  {
+    version: 2,
+    name: 'vending orders, payment notifications, refunds',
+    sql: `
+-- docs/vending.md: one row per order (out_trade_no), moved by cloud/src/orders/machine.ts
+CREATE TABLE orders (
+  id                  text PRIMARY KEY,
+  gateway             text NOT NULL,
+  site                text NOT NULL,
+  slot                integer NOT NULL,
+  sku                 text,
+  amount_cents        bigint NOT NULL CHECK (amount_cents >= 0),
+  currency            text NOT NULL,
+  state               text NOT NULL CHECK (state IN
+                      ('created', 'paid', 'dispensing', 'dispensed', 'failed', 'refunding', 'refunded', 'expired')),
+  provider            text,
+  payment_tx_id       text,
+  -- [ORDER-REFUND-NO-1] fixed at creation, never updated
+  refund_no           text NOT NULL UNIQUE,
+  dispense_command_id text UNIQUE,
+  dispense_expires_at bigint,
+  created_at          bigint NOT NULL,
+  expires_at          bigint NOT NULL,
+  paid_at             bigint,
+  settled_at          bigint,
+  failure_reason      text,
+  refund_attempts     integer NOT NULL DEFAULT 0,
+  due_at              bigint,
+  updated_at          bigint NOT NULL
+);
+CREATE INDEX orders_gateway ON orders (gateway, created_at DESC);
+CREATE INDEX orders_due ON orders (due_at) WHERE due_at IS NOT NULL;
+
+-- [PAY-NOTIFY-ONCE-1] the provider's transaction id is the idempotency key of a notification
+CREATE TABLE payment_notifications (
+  provider     text NOT NULL,
+  tx_id        text NOT NULL,
+  order_id     text NOT NULL,
+  amount_cents bigint NOT NULL,
+  currency     text NOT NULL,
+  source       text NOT NULL CHECK (source IN ('notify', 'query', 'close')),
+  outcome      text NOT NULL,
+  received_at  bigint NOT NULL,
+  PRIMARY KEY (provider, tx_id)
+);
+CREATE INDEX payment_notifications_order ON payment_notifications (order_id);
+
+CREATE TABLE refunds (
+  refund_no    text PRIMARY KEY,
+  order_id     text NOT NULL UNIQUE,
+  amount_cents bigint NOT NULL,
+  status       text NOT NULL CHECK (status IN ('pending', 'succeeded')),
+  attempts     integer NOT NULL DEFAULT 0,
+  last_error   text,
+  created_at   bigint NOT NULL,
+  completed_at bigint
+);
 `,
   },
 ];

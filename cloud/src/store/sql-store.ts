@@ -30,9 +30,25 @@ import type {
   StoredEvent,
 } from './store.ts';
 
+/**
+ * Extension point: runs inside the ingest transaction after the batch's new events are
+ * inserted (each event is seen once, exactly when it is first stored), so a capability's
+ * side effect commits or rolls back with the events (vending: cloud/src/orders). A throw
+ * rolls the batch back and it is not acknowledged (the edge resends it).
+ */
+export type IngestEventHook = (
+  tx: SqlQueryable,
+  batch: { gateway: string; site: string; events: readonly EventEnvelope[]; receivedAt: number },
+) => Promise<void>;
+
 /** The one CloudStore implementation, over either driver (see sql.ts). */
 export class SqlCloudStore implements CloudStore {
+  private readonly ingestHooks: IngestEventHook[] = [];
   private constructor(readonly sql: Sql) {}
+
+  onIngestEvents(hook: IngestEventHook): void {
+    this.ingestHooks.push(hook);
+  }
 
   /** Runs the migrations, then returns the store. */
   static async open(sql: Sql): Promise<SqlCloudStore> {
@@ -190,7 +206,7 @@ export class SqlCloudStore implements CloudStore {
   // ---------- ingest ----------
 
   async ingestBatch(batch: UplinkBatch, receivedAt: number): Promise<IngestResult> {
-    return guard(() => this.sql.transaction((tx) => ingestInTx(tx, batch, receivedAt)));
+    return guard(() => this.sql.transaction((tx) => ingestInTx(tx, batch, receivedAt, this.ingestHooks)));
   }
 
   // ---------- queries ----------
@@ -384,7 +400,12 @@ export class SqlCloudStore implements CloudStore {
  *    contiguous committed seq; a hole not covered by a floor holds it;
  * 5. read back every watermark of (gateway, epoch) for the Ack.
  */
-async function ingestInTx(tx: SqlQueryable, batch: UplinkBatch, receivedAt: number): Promise<IngestResult> {
+async function ingestInTx(
+  tx: SqlQueryable,
+  batch: UplinkBatch,
+  receivedAt: number,
+  hooks: readonly IngestEventHook[] = [],
+): Promise<IngestResult> {
   const { gateway, epoch } = batch;
   // The hot path: one statement both checks the gateway's site and records it as seen.
   const seen = await tx.query<{ site: string }>(
@@ -419,6 +440,8 @@ async function ingestInTx(tx: SqlQueryable, batch: UplinkBatch, receivedAt: numb
 
   await upsertDevices(tx, gateway, epoch, inserted);
   const commandResults = await applyCommandResults(tx, gateway, inserted, receivedAt);
+  if (inserted.length > 0)
+    for (const h of hooks) await h(tx, { gateway, site: batch.site, events: inserted, receivedAt });
 
   const lanes = new Set<Lane>(batch.events.map((e) => e.lane));
   for (const l of LANES) if (batch.floors[l] !== undefined) lanes.add(l);
@@ -462,22 +485,32 @@ async function insertEvents(
     mid: e.mid ?? null,
     payload: e.payload ?? null,
   }));
-  const r = await tx.query<{ lane: Lane; seq: number }>(
+  const rowsJson = JSON.stringify(rows);
+  // No RETURNING: shipping 500 rows back costs more than the insert's own index work
+  // (measured on PGlite). The affected count says whether anything was a duplicate.
+  const r = await tx.query(
     `INSERT INTO events (gateway, epoch, lane, seq, id, type, device, site, ts, rts, mid, payload, received_at)
      SELECT $1, $2, r.lane, r.seq, r.id, r.type, r.device, $3, r.ts, r.rts, r.mid, r.payload, $4
      FROM jsonb_to_recordset($5::jsonb)
        AS r(lane text, seq bigint, id text, type text, device text, ts bigint, rts bigint, mid text, payload jsonb)
-     ON CONFLICT (gateway, epoch, lane, seq) DO NOTHING
-     RETURNING lane, seq`,
-    [batch.gateway, batch.epoch, batch.site, receivedAt, JSON.stringify(rows)],
+     ON CONFLICT (gateway, epoch, lane, seq) DO NOTHING`,
+    [batch.gateway, batch.epoch, batch.site, receivedAt, rowsJson],
   );
-  if (r.rows.length === batch.events.length) return batch.events;
-  const fresh = new Set(r.rows.map((x) => `${x.lane}:${x.seq}`));
+  if (r.affected === batch.events.length) return batch.events;
+  if (r.affected === 0) return [];
+  // Some were duplicates: the rows THIS transaction wrote are the ones whose xmin is our
+  // transaction id (no subtransactions here), whatever a concurrent writer did.
+  const mine = await tx.query<{ lane: Lane; seq: number }>(
+    `SELECT e.lane, e.seq FROM events e
+     JOIN jsonb_to_recordset($3::jsonb) AS r(lane text, seq bigint) ON e.lane = r.lane AND e.seq = r.seq
+     WHERE e.gateway = $1 AND e.epoch = $2 AND e.xmin = pg_current_xact_id()::xid`,
+    [batch.gateway, batch.epoch, rowsJson],
+  );
+  const fresh = new Set(mine.rows.map((x) => `${x.lane}:${x.seq}`));
   // Two copies of one (lane, seq) inside a batch: only the first was inserted.
   const out: EventEnvelope[] = [];
   for (const e of batch.events) {
-    const k = `${e.lane}:${e.seq}`;
-    if (fresh.delete(k)) out.push(e);
+    if (fresh.delete(`${e.lane}:${e.seq}`)) out.push(e);
   }
   return out;
 }
