@@ -5,7 +5,6 @@
  *
  *   node --import tsx edge/src/outbox/sigkill-child.ts <dir> <durability>
  */
-import { writeSync } from 'node:fs';
 import { newId } from '@storelink/protocols';
 import { openLevelStore } from './level.ts';
 import type { Durability } from './types.ts';
@@ -35,9 +34,10 @@ async function writer(): Promise<never> {
       mid: `m-${i}`,
       payload: { slot: i % 24, order: `o-${i}` },
     });
-    // Synchronous write: once it returns, the parent has the line even if we die next.
-    writeSync(1, `${env.seq}\n`);
+    // stdout to a pipe is written synchronously on Linux: once this returns, the parent
+    // has the line even if we are killed right after.
+    process.stdout.write(`${env.seq}\n`);
   }
 }
-writeSync(1, 'ready\n');
+process.stdout.write('ready\n');
 await Promise.all(Array.from({ length: 50 }, writer));
