@@ -160,3 +160,93 @@ describe('vending serial link over a socat pty pair', () => {
     expect((await driver.vend({ orderId: 'sys-6', slot: 12, priceCents: 150 })).outcome).toBe('dispensed');
   });
 });
+
+describe('board in its own process (drop reported over the link), killed mid-vend', () => {
+  const dir2 = mkdtempSync(join(tmpdir(), 'vmc-pty2-'));
+  const edge2 = join(dir2, 'edge');
+  const board2 = join(dir2, 'board');
+  let socat2: ChildProcess | null = null;
+  let proc: ChildProcess | null = null;
+  let lines: Array<Record<string, unknown>> = [];
+  let driver2: VmcDriver;
+  const kv2 = new Map<string, string>();
+
+  const startBoardProcess = (): void => {
+    lines = [];
+    proc = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        join(import.meta.dirname, '../../firmware-sim/src/vmc/main.ts'),
+        '--path',
+        board2,
+        '--seed',
+        '3',
+        '--slots',
+        '21:200:5',
+        '--motor-ms',
+        '200',
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    let buf = '';
+    proc.stdout?.on('data', (c: Buffer) => {
+      buf += c.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        lines.push(JSON.parse(buf.slice(0, i)) as Record<string, unknown>);
+        buf = buf.slice(i + 1);
+      }
+    });
+  };
+
+  beforeAll(async () => {
+    socat2 = spawn(
+      '/usr/bin/socat',
+      ['-d', '-d', `pty,raw,echo=0,link=${edge2}`, `pty,raw,echo=0,link=${board2}`],
+      {
+        stdio: 'ignore',
+      },
+    );
+    await until(() => existsSync(edge2) && existsSync(board2), 5000, 'socat ptys');
+    driver2 = new VmcDriver({
+      path: edge2,
+      dropOverSerial: true,
+      ledger: { get: async (k) => kv2.get(k), put: async (k, v) => void kv2.set(k, v) },
+      dropWindowMs: 800,
+      reopenMinMs: 50,
+      reopenMaxMs: 400,
+    });
+    await driver2.start();
+    startBoardProcess();
+    await until(() => driver2.readerState === 'enabled', 20_000, 'reader enabled by the board process');
+  });
+
+  afterAll(async () => {
+    proc?.kill('SIGKILL');
+    await driver2?.stop();
+    socat2?.kill('SIGKILL');
+    rmSync(dir2, { recursive: true, force: true });
+  });
+
+  it('dispenses with the drop confirmed over the link, then survives a SIGKILLed board', async () => {
+    const o = await driver2.vend({ orderId: 'proc-1', slot: 21, priceCents: 200 });
+    expect(o).toMatchObject({ outcome: 'dispensed', dropSeen: true });
+
+    // The board process dies while its motor runs, and a new one starts on the same pty.
+    lines = [];
+    const vend = driver2.vend({ orderId: 'proc-2', slot: 21, priceCents: 200 });
+    await until(() => lines.some((l) => l.ev === 'motor' && l.on === true), 10_000, 'motor on');
+    proc?.kill('SIGKILL');
+    startBoardProcess();
+    const o2 = await vend;
+    expect(o2).toMatchObject({ outcome: 'failed', reason: 'vmc_reset', dropSeen: false });
+
+    await until(() => driver2.readerState === 'enabled', 20_000, 'reader enabled again');
+    proc?.stdin?.write('fault jam\n');
+    const o3 = await driver2.vend({ orderId: 'proc-3', slot: 21, priceCents: 200 });
+    expect(o3).toMatchObject({ outcome: 'failed', reason: 'no_drop' });
+    const o4 = await driver2.vend({ orderId: 'proc-4', slot: 21, priceCents: 200 });
+    expect(o4.outcome).toBe('dispensed');
+  });
+});
