@@ -290,6 +290,20 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
     });
   });
 
+  it('a silent port (dead fd after a pty was replaced) is closed and reopened [VMC-PORT-2]', async () => {
+    const link = createMockLink('/dev/silent-edge', '/dev/silent-board');
+    const d = new VmcDriver({
+      path: '/dev/silent-edge',
+      binding: link.binding,
+      ledger: new MemKv(),
+      linkTimeoutMs: 100,
+    });
+    await d.start();
+    await until(() => d.counters.portOpens >= 3, 3000);
+    expect(d.counters.portLosses).toBeGreaterThanOrEqual(2);
+    await d.stop();
+  });
+
   it('lock relay is driven through its GPIO line', async () => {
     const lock = createSimLine({ direction: 'out' });
     const d = new VmcDriver({ path: '/dev/unused', ledger: new MemKv(), lockLine: lock });

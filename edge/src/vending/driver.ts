@@ -477,7 +477,11 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
     this.parser.reset();
     this.port = port;
     port.on('data', (chunk: Buffer) => this.onData(chunk));
-    port.on('error', () => {});
+    port.on('error', (err) => {
+      this.opts.log?.warn({
+        err: edgeError('EDGE_ERR_VMC_PORT', { path: this.o.path, reason: err.message }),
+      });
+    });
     port.on('close', () => {
       if (this.port !== port) return;
       this.port = null;
@@ -506,11 +510,12 @@ export class VmcDriver extends EventEmitter<VmcDriverEvents> {
   private armLinkTimer(): void {
     clearTimeout(this.linkTimer);
     this.linkTimer = setTimeout(() => {
-      if (!this.linkUp) return;
-      this.opts.log?.warn({
-        err: edgeError('EDGE_ERR_VMC_LINK_DOWN', { path: this.o.path, silentMs: this.o.linkTimeoutMs }),
-      });
-      this.setLink(false, 'no poll');
+      if (this.linkUp) {
+        this.opts.log?.warn({
+          err: edgeError('EDGE_ERR_VMC_LINK_DOWN', { path: this.o.path, silentMs: this.o.linkTimeoutMs }),
+        });
+        this.setLink(false, 'no poll');
+      }
       // [VMC-PORT-2] a pty or USB adapter replaced under us can leave a dead but "open" fd that
       // never reports an error: reopen the path when the controller has gone silent.
       const p = this.port;
