@@ -179,6 +179,21 @@ describe('device input errors', () => {
     expect(await metric('storelink_edge_rejected_total')).toMatch(/code="PROTO_ERR_SCHEMA"} 1/);
   });
 
+  it('retains a device state document but refuses an oversize one', async () => {
+    const c = await dev('fridge-1');
+    const got = await errors(c, 'fridge-1');
+    await c.publishAsync('dev/fridge-1/state', JSON.stringify({ fw: '1.2' }), { qos: 1, retain: true });
+    await c.publishAsync('dev/fridge-1/state', 'x'.repeat(17 * 1024), { qos: 1, retain: true });
+    await until(() => got.length === 1, 2000, 'oversize error');
+    expect(got[0]).toMatchObject({ code: 'PROTO_ERR_OVERSIZE', topic: 'dev/fridge-1/state' });
+    const c2 = await dev('fridge-1', { clientId: 'fridge-1-state' });
+    const docs: string[] = [];
+    c2.on('message', (_t, p) => docs.push(p.toString()));
+    await c2.subscribeAsync('dev/fridge-1/state', { qos: 1 });
+    await until(() => docs.length === 1, 2000, 'retained state');
+    expect(JSON.parse(docs[0]!)).toEqual({ fw: '1.2' });
+  });
+
   it('does not forward a device event (valid or not) to subscribers of the topic', async () => {
     const c = await dev('fridge-1');
     const seen: string[] = [];

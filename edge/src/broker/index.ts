@@ -3,7 +3,9 @@ import { createServer, type Server } from 'node:net';
 import {
   deviceErrorTopic,
   isInDeviceSubtree,
+  LIMITS,
   parseDeviceTopic,
+  protoError,
   type StorelinkError,
 } from '@storelink/protocols';
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
@@ -97,9 +99,20 @@ export async function startEdgeBroker(o: EdgeBrokerOptions): Promise<EdgeBroker>
         case 'res':
           packet.retain = false;
           return handlers.result(deviceId, t.commandId, packet.payload as Buffer, done);
-        default:
-          // dev/{id}/state: the device's own retained document, kept by the broker only.
+        default: {
+          // dev/{id}/state: the device's own retained document, kept by the broker only,
+          // under the same size limit as events.
+          const size = (packet.payload as Buffer).length;
+          if (size > LIMITS.devicePayloadBytes) {
+            packet.retain = false;
+            packet.payload = Buffer.alloc(0);
+            const e = protoError('PROTO_ERR_OVERSIZE', { size, limit: LIMITS.devicePayloadBytes });
+            metrics.rejected.inc({ code: e.code });
+            logger.warn({ device: deviceId, topic: packet.topic, code: e.code }, e.message);
+            reportToDevice(deviceId, packet.topic, e);
+          }
           return done(null);
+        }
       }
     },
 
@@ -172,6 +185,13 @@ export async function startEdgeBroker(o: EdgeBrokerOptions): Promise<EdgeBroker>
   listening = true;
   logger.info({ port, wsPort }, 'edge broker listening');
 
+  function reportToDevice(deviceId: string, topic: string, error: StorelinkError): void {
+    const body = JSON.stringify({ code: error.code, message: error.message, fix: error.fix, topic });
+    publish(deviceErrorTopic(deviceId), body, 1).catch((e) =>
+      logger.debug({ err: (e as Error).message }, 'could not publish device error'),
+    );
+  }
+
   const publish = (topic: string, payload: string | Buffer, qos: 0 | 1 = 1, retain = false) =>
     new Promise<void>((res, rej) =>
       aedes.publish(
@@ -208,12 +228,7 @@ export async function startEdgeBroker(o: EdgeBrokerOptions): Promise<EdgeBroker>
     wsPort,
     listening: () => listening,
     publish,
-    reportToDevice(deviceId, topic, error) {
-      const body = JSON.stringify({ code: error.code, message: error.message, fix: error.fix, topic });
-      publish(deviceErrorTopic(deviceId), body, 1).catch((e) =>
-        logger.debug({ err: (e as Error).message }, 'could not publish device error'),
-      );
-    },
+    reportToDevice,
     stopListening,
     async close() {
       const closing = stopListening();
