@@ -261,6 +261,10 @@ export class Uplink {
       ]);
     }
     this.o.metrics.uplinkConnected.set(0);
-    await client.endAsync(!client.connected).catch(() => undefined);
+    // A clean DISCONNECT (no will); forced when the broker does not answer in time.
+    const ended = client.endAsync(!client.connected).catch(() => undefined);
+    const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000).unref());
+    if ((await Promise.race([ended, timeout])) === 'timeout')
+      await client.endAsync(true).catch(() => undefined);
   }
 }
