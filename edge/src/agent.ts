@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { LANES, loadPublicKey, type UnsequencedEvent } from '@storelink/protocols';
+import { type Lane, LANES, loadPublicKey, type UnsequencedEvent } from '@storelink/protocols';
 import { type Logger, pino } from 'pino';
 import { DeviceAuth } from './broker/auth.ts';
 import { type EdgeBroker, startEdgeBroker } from './broker/index.ts';
@@ -14,7 +14,7 @@ import { edgeEvent } from './ingest/edge-events.ts';
 import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { openEdgeStore } from './outbox/index.ts';
-import type { EdgeStore } from './outbox/types.ts';
+import type { EdgeStore, OutboxStats } from './outbox/types.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 
 export const VERSION: string = (
@@ -29,6 +29,12 @@ export interface StartEdgeOptions {
   store?: EdgeStore;
   /** Jitter source for reconnect backoff. */
   random?: () => number;
+}
+
+/** Events the cloud acknowledged per second over the last 30 s, and the time to drain at that rate. */
+export interface DrainFigures {
+  drainPerSecond: number;
+  etaSeconds: number | null;
 }
 
 export interface EdgeStatus {
@@ -46,7 +52,9 @@ export interface EdgeStatus {
     events: number;
     rejected: number;
   }>;
-  outbox: ReturnType<EdgeStore['outbox']['stats']> & { drainPerSecond: number; etaSeconds: number | null };
+  outbox: Omit<OutboxStats, 'lanes'> & {
+    lanes: Record<Lane, OutboxStats['lanes'][Lane] & DrainFigures>;
+  } & DrainFigures;
   uplink: UplinkStatus;
   recovery: EdgeStore['recovery'];
 }
@@ -245,7 +253,18 @@ export async function startEdge(
       startedAt,
       uptimeS: (now() - startedAt) / 1000,
       devices,
-      outbox: { ...st, drainPerSecond: rate.perSecond(), etaSeconds: rate.etaSeconds(st.depth) },
+      outbox: {
+        ...st,
+        lanes: Object.fromEntries(
+          LANES.map((lane) => {
+            const r = uplink.sender.laneRates[lane];
+            const l = st.lanes[lane];
+            return [lane, { ...l, drainPerSecond: r.perSecond(), etaSeconds: r.etaSeconds(l.depth) }];
+          }),
+        ) as EdgeStatus['outbox']['lanes'],
+        drainPerSecond: rate.perSecond(),
+        etaSeconds: rate.etaSeconds(st.depth),
+      },
       uplink: uplink.status(),
       recovery: store.recovery,
     };

@@ -48,6 +48,8 @@ describe('local HTTP', () => {
     expect(status.outbox.lanes.telemetry).toMatchObject({ ackedSeq: 1, depth: 0 });
     expect(status.outbox).toHaveProperty('drainPerSecond');
     expect(status.outbox).toHaveProperty('etaSeconds');
+    expect(status.outbox.lanes.telemetry.drainPerSecond).toBeGreaterThan(0);
+    expect(status.outbox.lanes.telemetry.etaSeconds).toBe(0);
     expect(status.uplink).toMatchObject({ connected: true, bdSeq: 1 });
     expect(status.uplink.lastAckAt).toBeGreaterThan(0);
 

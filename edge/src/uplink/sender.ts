@@ -58,9 +58,16 @@ export class UplinkSender {
   private timer: NodeJS.Timeout | null = null;
   private ackChain: Promise<void> = Promise.resolve();
   readonly rate: DrainRate;
+  /** Per-lane drain rates (events the cloud acknowledged per second). */
+  readonly laneRates: Record<Lane, DrainRate>;
 
   constructor(private readonly o: SenderOptions) {
     this.rate = new DrainRate(o.now);
+    this.laneRates = {
+      tx: new DrainRate(o.now),
+      event: new DrainRate(o.now),
+      telemetry: new DrainRate(o.now),
+    };
   }
 
   /** A new cloud session: replay from the ack. */
@@ -128,6 +135,7 @@ export class UplinkSender {
         // Forget only what the cloud committed [OUTBOX-ACK-2].
         await outbox.ack(lane, upTo);
         advanced += upTo - before;
+        this.laneRates[lane].record(upTo - before);
       }
       if (this.sent[lane] < upTo) this.sent[lane] = upTo;
     }
