@@ -43,4 +43,19 @@ describe('edge agent main path', () => {
     await until(() => cloud.events('event').some((e) => e.type === 'device.online'), 5000, 'online event');
     await d.endAsync();
   });
+
+  it('undoes a half-finished start (HTTP port taken): no broker, no cloud session left behind', async () => {
+    agent = await startTestEdge(cloud, {}, { store: createFakeStore() });
+    const port = Number(new URL(agent.httpUrl).port);
+    const err = await startTestEdge(
+      cloud,
+      { gateway: 'gw-2', http: { host: '127.0.0.1', port }, cloud: { url: cloud.url, username: 'gw-2' } },
+      { store: createFakeStore() },
+    ).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as NodeJS.ErrnoException).code).toBe('EADDRINUSE');
+    await new Promise((r) => setTimeout(r, 200));
+    const clients = (cloud.broker as unknown as { clients: Record<string, unknown> }).clients;
+    expect(clients['gw-2']).toBeUndefined();
+  });
 });

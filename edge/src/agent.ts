@@ -118,6 +118,13 @@ export async function startEdge(
   const ownsStore = !opts.store;
   const store = opts.store ?? (await openStore(config, now, logger));
   const { outbox, kv } = store;
+  // What has been started so far, undone in reverse if start-up fails half way.
+  const undo: Array<() => Promise<unknown>> = [];
+  if (ownsStore) undo.push(() => store.close());
+  const failed = async (e: unknown): Promise<never> => {
+    for (const fn of undo.reverse()) await fn().catch(() => undefined);
+    throw e;
+  };
   if (store.recovery.lostCount > 0) {
     const e = edgeError('EDGE_ERR_OUTBOX_CORRUPT', {
       lostCount: store.recovery.lostCount,
@@ -192,9 +199,12 @@ export async function startEdge(
       event: (d, type, topic, payload, done) => ingest.handle(d, type, topic, payload, done),
       result: (d, id, payload, done) => commands.deviceResult(d, id, payload, done),
     },
-  });
+  }).catch(failed);
+  const startedBroker = broker;
+  undo.push(() => startedBroker.close());
 
-  await commands.start();
+  await commands.start().catch(failed);
+  undo.push(() => commands.close());
   const uplink = new Uplink({
     cloud: config.cloud,
     site: config.site,
@@ -212,7 +222,8 @@ export async function startEdge(
       });
     },
   });
-  await uplink.start();
+  undo.push(() => uplink.close());
+  await uplink.start().catch(failed);
 
   const hb = setInterval(() => {
     if (!uplink.isConnected) return;
@@ -279,7 +290,8 @@ export async function startEdge(
       return { ready: checks.broker && checks.store, checks };
     },
   });
-  const httpUrl = await app.listen({ host: config.http.host, port: config.http.port });
+  undo.push(async () => clearInterval(hb));
+  const httpUrl = await app.listen({ host: config.http.host, port: config.http.port }).catch(failed);
   logger.info(
     { broker: broker.port, ws: broker.wsPort, http: httpUrl, lanes: LANES, epoch: outbox.epoch },
     'edge agent started',
