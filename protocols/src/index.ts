@@ -8,6 +8,7 @@ export * as mdb from './mdb/index.ts';
 export * from './signing.ts';
 export * from './topics.ts';
 export * from './validate.ts';
+export * from './vending.ts';
 
 /** Protocol limits shared by edge and cloud. */
 export const LIMITS = {

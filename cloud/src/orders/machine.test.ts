@@ -32,7 +32,7 @@ describe('order state machine', () => {
 
   it('walks dispensing → failed → refunding → refunded keeping the refund number', () => {
     const d = ok(
-      m.then(pay(base()), (p) => m.dispatch(p, { commandId: 'C1', expiresAt: 9, marginMs: 0, at: 2 })),
+      m.andThen(pay(base()), (p) => m.dispatch(p, { commandId: 'C1', expiresAt: 9, marginMs: 0, at: 2 })),
     );
     const f = ok(m.fail(d, 'no_drop', 3));
     expect(f).toMatchObject({ state: 'failed', failureReason: 'no_drop' });

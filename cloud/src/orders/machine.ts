@@ -262,8 +262,8 @@ export function recheckAt(o: Order, at: number, dueAt: number): Order {
   return { ...o, dueAt, updatedAt: at };
 }
 
-/** Chains steps: the first error wins. */
-export function then(s: Step, f: (o: Order) => Step): Step {
+/** Chains steps: the first error wins. (Not `then`: a module exporting `then` is a thenable and `await import()` of it never settles.) */
+export function andThen(s: Step, f: (o: Order) => Step): Step {
   return s.ok ? f(s.order) : s;
 }
 

@@ -255,7 +255,7 @@ export class OrdersService {
         let dispense: DispenseCommand | undefined;
         if (o.state === 'created' && now <= o.expiresAt + this.timing.lateGraceMs) {
           const commandId = dispenseCommandIdFor(o.id, o.createdAt);
-          next = m.then(m.pay(o, payment), (paid) =>
+          next = m.andThen(m.pay(o, payment), (paid) =>
             m.dispatch(paid, {
               commandId,
               expiresAt: now + this.timing.dispenseTtlMs,
@@ -358,7 +358,7 @@ export class OrdersService {
         const s =
           r.outcome === 'dispensed'
             ? m.dispensed(o, at)
-            : m.then(m.fail(o, r.reason ?? 'vend_failed', at), (f) => m.startRefund(f, at));
+            : m.andThen(m.fail(o, r.reason ?? 'vend_failed', at), (f) => m.startRefund(f, at));
         if (!s.ok) throw s.error;
         await tx.save(s.order);
         if (s.order.state === 'refunding') await this.ensureRefundRow(tx, s.order, at);

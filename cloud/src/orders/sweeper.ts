@@ -129,14 +129,14 @@ export class SettlementSweeper {
       }
       case 'paid':
         await this.step(o.id, 'paid', (x) =>
-          m.then(m.fail(x, 'command_error', now), (f) => m.startRefund(f, now)),
+          m.andThen(m.fail(x, 'command_error', now), (f) => m.startRefund(f, now)),
         );
         break;
       case 'dispensing':
         if (o.dueAt !== null && o.dueAt > now) return;
         if (
           await this.step(o.id, 'dispensing', (x) =>
-            m.then(m.fail(x, 'expired', now), (f) => m.startRefund(f, now)),
+            m.andThen(m.fail(x, 'expired', now), (f) => m.startRefund(f, now)),
           )
         )
           rep.dispenseExpired++;
