@@ -4,6 +4,7 @@
  * prints one JSON object as the last stdout line. See docs/performance.md.
  */
 import { dispatch } from './lib.ts';
+import { drain } from './scenarios/drain.ts';
 import { ingest } from './scenarios/ingest.ts';
 
-await dispatch('bench', [ingest]);
+await dispatch('bench', [drain, ingest]);

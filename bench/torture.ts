@@ -6,7 +6,8 @@
  */
 import { dispatch } from './lib.ts';
 import { crash } from './scenarios/crash.ts';
+import { diskfull } from './scenarios/diskfull.ts';
 import { outage } from './scenarios/outage.ts';
 import { powerloss } from './scenarios/powerloss.ts';
 
-await dispatch('torture', [crash, outage, powerloss]);
+await dispatch('torture', [crash, diskfull, outage, powerloss]);

@@ -292,7 +292,7 @@ export function epochsOf(counts: unknown): string[] {
 
 /** Polls `fn` until it returns a truthy value. */
 export async function waitFor<T>(
-  fn: () => Promise<T> | T,
+  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
   timeoutMs: number,
   what: string,
   everyMs = 250,
