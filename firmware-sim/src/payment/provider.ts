@@ -99,7 +99,7 @@ export class SimPaymentProvider {
   private readonly queue = new TimeQueue<{ outTradeNo: string; attempt: number; copy: boolean }>();
   private readonly rng: () => number;
   private readonly schedule: readonly number[];
-  private readonly faults: Required<PaymentFaults>;
+  readonly faults: Required<PaymentFaults>;
   private txSeq = 0;
   readonly stats: ProviderStats = {
     paid: 0,
@@ -133,7 +133,11 @@ export class SimPaymentProvider {
   }
 
   /** The buyer pays `outTradeNo`; refused if the order was closed or is paid already. */
-  pay(outTradeNo: string, amountCents: number, currency = 'CNY'): { ok: true; transactionId: string } | { ok: false; reason: string } {
+  pay(
+    outTradeNo: string,
+    amountCents: number,
+    currency = 'CNY',
+  ): { ok: true; transactionId: string } | { ok: false; reason: string } {
     if (this.closed.has(outTradeNo)) return { ok: false, reason: 'ORDER_CLOSED' };
     if (this.trades.has(outTradeNo)) return { ok: false, reason: 'ORDERPAID' };
     const now = this.opts.now();
@@ -177,7 +181,10 @@ export class SimPaymentProvider {
     }
   }
 
-  private async attempt(job: { outTradeNo: string; attempt: number; copy: boolean }, now: number): Promise<void> {
+  private async attempt(
+    job: { outTradeNo: string; attempt: number; copy: boolean },
+    now: number,
+  ): Promise<void> {
     const t = this.trades.get(job.outTradeNo);
     if (!t || (t.acknowledged && !job.copy)) return;
     const f = this.faults;
@@ -248,7 +255,11 @@ export class SimPaymentProvider {
         'wechatpay-timestamp': timestamp,
         'wechatpay-nonce': nonce,
         'wechatpay-serial': this.opts.serial ?? 'SIM-1',
-        'wechatpay-signature': signMessage(this.opts.algorithm, this.opts.key, `${timestamp}\n${nonce}\n${body}\n`),
+        'wechatpay-signature': signMessage(
+          this.opts.algorithm,
+          this.opts.key,
+          `${timestamp}\n${nonce}\n${body}\n`,
+        ),
       },
       body,
     };
@@ -306,7 +317,11 @@ export class SimPaymentProvider {
       throw new Error(`INVALID_REQUEST: out_refund_no ${req.outRefundNo} is inconsistent with ${t.refundNo}`);
     }
     this.apiFault('refund');
-    if (!t || req.amountCents > t.amountCents - t.refundedCents + (t.refundNo === req.outRefundNo ? req.amountCents : 0)) {
+    if (
+      !t ||
+      req.amountCents >
+        t.amountCents - t.refundedCents + (t.refundNo === req.outRefundNo ? req.amountCents : 0)
+    ) {
       this.stats.refundRefused++;
       throw new Error(`INVALID_REQUEST: nothing to refund for ${req.outTradeNo}`);
     }
@@ -318,11 +333,20 @@ export class SimPaymentProvider {
     t.refundedCents += req.amountCents;
     t.state = 'REFUND';
     this.stats.refundsSucceeded++;
+    // Done here, but the answer is lost: the merchant must retry with the same number.
+    if (this.rng() < this.faults.apiError) {
+      this.stats.apiErrors++;
+      throw new Error('SYSTEM_ERROR: response lost');
+    }
     return { status: 'SUCCESS' };
   }
 }
 
-export function signMessage(algorithm: 'hmac-sha256' | 'ed25519', key: string | KeyObject, message: string): string {
+export function signMessage(
+  algorithm: 'hmac-sha256' | 'ed25519',
+  key: string | KeyObject,
+  message: string,
+): string {
   if (algorithm === 'hmac-sha256') return createHmac('sha256', key).update(message).digest('base64');
   return sign(null, Buffer.from(message), key as KeyObject).toString('base64');
 }

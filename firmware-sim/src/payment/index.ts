@@ -1,0 +1,3 @@
+export * from './buyer.ts';
+export * from './heap.ts';
+export * from './provider.ts';
