@@ -53,6 +53,7 @@ describe('cloud config', () => {
       STORELINK_CLOUD_LOG_LEVEL: 'debug',
       STORELINK_CLOUD_GATEWAYS: '[{"id":"gw-9","site":"s","password":"p"}]',
       UNRELATED: 'x',
+      STORELINK_CLOUD_CONFIG: '/elsewhere.json',
     });
     expect(c.http.port).toBe(9100);
     expect(c.broker).toEqual({ mode: 'external', url: 'mqtt://broker:1883', username: 'svc' });

@@ -194,7 +194,8 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
   const errors: string[] = [];
   const entries = Object.entries(env).filter(([k, v]) => k.startsWith('STORELINK_CLOUD_') && v !== undefined);
   for (const [name] of entries) {
-    if (!ENV_MAP[name])
+    // STORELINK_CLOUD_CONFIG names the config file (main.ts), it is not a field.
+    if (!ENV_MAP[name] && name !== 'STORELINK_CLOUD_CONFIG')
       errors.push(`${name} is not a known variable (known: ${Object.keys(ENV_MAP).join(', ')})`);
   }
   const get = (name: string) => env[name];
