@@ -14,6 +14,7 @@ import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
+import { type Prices, startPrices } from './prices/index.ts';
 import { openStore, SqlCloudStore } from './store/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
 
@@ -29,6 +30,7 @@ export {
 export { CLOUD_ERRORS, type CloudErrorCode, cloudError } from './errors.ts';
 export { build } from './http/app.ts';
 export * as orders from './orders/index.ts';
+export * as prices from './prices/index.ts';
 export { IngestService } from './ingest/service.ts';
 export { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 export { hashPassword, verifyPassword } from './passwords.ts';
@@ -45,6 +47,8 @@ export interface CloudApp {
   store: CloudStore;
   metrics: CloudMetrics;
   sendCommand(input: SendCommandInput): Promise<CommandRecord>;
+  /** Price book and ESL campaigns (docs/esl.md); undefined on a non-SQL store. */
+  prices: Prices | undefined;
   /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -144,6 +148,10 @@ export async function startCloud(
           })
         : undefined;
     if (vending) stops.push(() => vending.close());
+    // Price book and ESL campaigns (docs/esl.md): also an ingest hook on the SQL store.
+    const prices =
+      store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
+    if (prices) stops.push(() => prices.close());
 
     const app = await build({
       context: {
@@ -163,6 +171,7 @@ export async function startCloud(
             },
           }
         : {}),
+      ...(prices ? { prices: { book: prices.book } } : {}),
     });
     stops.push(() => app.close());
     await app.listen({ host: config.http.host, port: config.http.port });
@@ -182,6 +191,7 @@ export async function startCloud(
       store,
       metrics,
       sendCommand,
+      prices,
       idle: () => ingest.idle(),
       close() {
         closing ??= closeAll().then(() => logger.info('storelink cloud stopped'));

@@ -8,6 +8,7 @@ import { Presence } from './broker/presence.ts';
 import { CommandRouter } from './commands/index.ts';
 import { type EdgeConfig, type EdgeConfigInput, parseConfig, readPublicKeyPem } from './config.ts';
 import { edgeError } from './errors.ts';
+import { EslManager, startEslSweep } from './esl/index.ts';
 import { heartbeat } from './heartbeat.ts';
 import { build } from './http/index.ts';
 import { edgeEvent } from './ingest/edge-events.ts';
@@ -66,6 +67,8 @@ export interface EdgeAgent {
   config: EdgeConfig;
   store: EdgeStore;
   metrics: EdgeMetrics;
+  /** Electronic shelf labels and signage displays (docs/esl.md). */
+  esl: EslManager;
   status(): EdgeStatus;
   close(): Promise<void>;
 }
@@ -187,6 +190,18 @@ export async function startEdge(
     reportToDevice,
   });
 
+  // ESL (docs/esl.md): AP and display events go to the ESL manager, campaigns are gateway commands.
+  const esl = new EslManager({
+    site: config.site,
+    gateway: config.gateway,
+    now,
+    logger: logger.child({ component: 'esl' }),
+    registry: metrics.registry,
+    publish: (topic, payload, retain) => broker!.publish(topic, payload, 1, retain),
+    append: (ev) => outbox.append(ev).then(() => undefined),
+  });
+  const stopEslSweep = startEslSweep(esl, commands);
+
   broker = await startEdgeBroker({
     host: config.broker.host,
     port: config.broker.port,
@@ -196,7 +211,10 @@ export async function startEdge(
     metrics,
     logger,
     handlers: {
-      event: (d, type, topic, payload, done) => ingest.handle(d, type, topic, payload, done),
+      event: (d, type, topic, payload, done) =>
+        esl.handles(type)
+          ? esl.deviceEvent(d, type, payload, done)
+          : ingest.handle(d, type, topic, payload, done),
       result: (d, id, payload, done) => commands.deviceResult(d, id, payload, done),
     },
   }).catch(failed);
@@ -301,6 +319,7 @@ export async function startEdge(
   const close = () => {
     closing ??= (async () => {
       clearInterval(hb);
+      stopEslSweep();
       // 1. stop accepting connections, 2. let appends in flight finish (their devices
       // get their PUBACK), 3. close device connections, recording why they went offline.
       void broker!.stopListening();
@@ -326,6 +345,7 @@ export async function startEdge(
     config,
     store,
     metrics,
+    esl,
     status,
     close,
   };

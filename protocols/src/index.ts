@@ -2,6 +2,7 @@ export * from './canonical.ts';
 export * from './commands.ts';
 export * from './envelope.ts';
 export * from './errors.ts';
+export * as esl from './esl.ts';
 export * from './events.ts';
 export * from './ids.ts';
 export * as mdb from './mdb/index.ts';

@@ -10,6 +10,7 @@ import eventRoutes from './routes/events.ts';
 import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
+import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
 
 export interface HttpOptions {
   context: CloudContext;
@@ -17,6 +18,8 @@ export interface HttpOptions {
   logger?: Logger;
   /** Vending orders and payment notifications (cloud/src/orders); omit for none. */
   vending?: VendingRoutesOptions;
+  /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
+  prices?: PricesRoutesOptions;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -102,6 +105,7 @@ async function createApp(opts: HttpOptions) {
       await api.register(eventRoutes);
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
+      if (opts.prices) await api.register(pricesRoutes, opts.prices);
     },
     { prefix: API_PREFIX },
   );

@@ -188,6 +188,85 @@ CREATE TABLE refunds (
 );
 `,
   },
+  {
+    // Price book and ESL campaigns (cloud/src/prices, docs/esl.md).
+    version: 5,
+    name: 'esl price book and campaigns',
+    sql: `
+CREATE TABLE price_skus (
+  sku        text PRIMARY KEY,
+  name       text NOT NULL,
+  barcode    text,
+  updated_at bigint NOT NULL
+);
+CREATE TABLE price_prices (
+  site        text NOT NULL,
+  sku         text NOT NULL,
+  price_cents bigint NOT NULL,
+  currency    text NOT NULL,
+  updated_at  bigint NOT NULL,
+  PRIMARY KEY (site, sku)
+);
+CREATE TABLE price_promotions (
+  id          text PRIMARY KEY,
+  site        text NOT NULL,
+  sku         text NOT NULL,
+  promo_cents bigint NOT NULL,
+  starts_at   bigint NOT NULL,
+  ends_at     bigint NOT NULL,
+  -- set when the start / end campaign was issued (the scheduler does each once)
+  started_campaign text,
+  ended_campaign   text,
+  created_at  bigint NOT NULL
+);
+CREATE INDEX price_promotions_site_sku ON price_promotions (site, sku);
+CREATE TABLE price_templates (
+  size       text PRIMARY KEY,
+  code       text NOT NULL CHECK (code IN ('barcode', 'qr', 'none')),
+  updated_at bigint NOT NULL
+);
+CREATE TABLE esl_tags (
+  mac          text PRIMARY KEY,
+  kind         text NOT NULL DEFAULT 'tag' CHECK (kind IN ('tag', 'display')),
+  site         text NOT NULL,
+  gateway      text NOT NULL,
+  ap           text,
+  sku          text NOT NULL,
+  size         text NOT NULL,
+  bpp          integer NOT NULL,
+  battery_mv   integer,
+  temperature  integer,
+  rssi         integer,
+  last_checkin bigint,
+  low_battery  boolean NOT NULL DEFAULT false,
+  silent       boolean NOT NULL DEFAULT false,
+  updated_at   bigint NOT NULL
+);
+CREATE INDEX esl_tags_site_sku ON esl_tags (site, sku);
+CREATE TABLE price_campaigns (
+  id           text PRIMARY KEY,
+  site         text NOT NULL,
+  reason       text NOT NULL,
+  total        integer NOT NULL,
+  created_at   bigint NOT NULL,
+  deadline_at  bigint NOT NULL,
+  cancelled_at bigint
+);
+CREATE TABLE price_campaign_tags (
+  campaign_id  text NOT NULL,
+  tag          text NOT NULL,
+  gateway      text NOT NULL,
+  sku          text NOT NULL,
+  state        text NOT NULL CHECK (state IN ('sent', 'pushed', 'confirmed', 'failed', 'superseded', 'cancelled')),
+  reason       text,
+  data_ver     text,
+  updated_at   bigint NOT NULL,
+  confirmed_at bigint,
+  PRIMARY KEY (campaign_id, tag)
+);
+CREATE INDEX price_campaign_tags_tag ON price_campaign_tags (tag, state);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations
