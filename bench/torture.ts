@@ -9,5 +9,6 @@ import { crash } from './scenarios/crash.ts';
 import { diskfull } from './scenarios/diskfull.ts';
 import { outage } from './scenarios/outage.ts';
 import { powerloss } from './scenarios/powerloss.ts';
+import { vending } from './torture-vending.ts';
 
-await dispatch('torture', [crash, diskfull, outage, powerloss]);
+await dispatch('torture', [crash, diskfull, outage, powerloss, vending]);
