@@ -256,10 +256,17 @@ export async function runVendingTorture(o: VendingTortureOptions): Promise<Vendi
       return;
     }
     const prior = o.sabotage === 'edge-ledger' ? undefined : e.ledger.get(p.orderId);
+    if (prior?.status === 'started') {
+      // A copy arriving while the first runs shares its execution (edge commands): it
+      // answers when the first one is done.
+      count('edge_replays_in_flight');
+      at(now + 5_000, () => edgeReceives(gw, commandId, p, expiresAt));
+      return;
+    }
     if (prior) {
       // [VEND-ONCE-1] a repeat returns the first outcome; an interrupted one is never re-run.
       count('edge_replays');
-      const outcome = prior.status === 'done' ? prior.outcome! : 'failed';
+      const outcome = prior.outcome ?? 'failed';
       report(e, {
         orderId: p.orderId,
         commandId,
