@@ -259,11 +259,11 @@ describe('VmcDriver against the simulated board over binding-mock', () => {
   });
 
   it('a deadline that passes while the approved motor runs does not fail the vend', async () => {
-    const r = await rig({ motorMs: 300 });
+    const r = await rig({ motorMs: 600 });
     await ready(r);
-    const o = await r.driver.vend({ orderId: 'o-long-motor', slot: 1, priceCents: 250, deadlineMs: 150 });
+    const o = await r.driver.vend({ orderId: 'o-long-motor', slot: 1, priceCents: 250, deadlineMs: 300 });
     expect(o.outcome).toBe('dispensed');
-    expect(o.durationMs).toBeGreaterThan(150);
+    expect(o.durationMs).toBeGreaterThan(300);
   });
 
   it('no controller: the order times out before approval, nothing dispensed', async () => {
