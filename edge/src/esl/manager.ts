@@ -12,7 +12,7 @@ import {
 import type { Logger } from 'pino';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Done } from '../ingest/event.ts';
-import { TagRenderer } from './render.ts';
+import { type RenderedImage, TagRenderer } from './render.ts';
 
 type Size = esl.EslSize;
 type Bpp = esl.EslBpp;
@@ -52,6 +52,8 @@ interface Want {
   pushes: number;
   confirmed: boolean;
   failed: FailReason | null;
+  /** The image rendered for the hash, kept until its first push (later pushes re-render). */
+  image: RenderedImage | undefined;
 }
 
 export interface TagRecord {
@@ -183,7 +185,7 @@ export class EslManager {
         const rec = this.record(item.tag, 'tag');
         if (item.ap && !rec.ap) rec.ap = item.ap;
         const img = this.renderer.render(item.size, item.bpp, item.content);
-        const r = this.want(rec, p.campaignId, item.size, item.bpp, item.content, img.dataVer, events);
+        const r = this.want(rec, p.campaignId, item.size, item.bpp, item.content, img.dataVer, events, img);
         if (r === 'unchanged') unchanged++;
         else accepted++;
         if (r === 'superseded') superseded++;
@@ -237,6 +239,7 @@ export class EslManager {
     content: Content,
     dataVer: string,
     events: UnsequencedEvent[],
+    image?: RenderedImage,
   ): 'new' | 'superseded' | 'unchanged' {
     const old = rec.want;
     let result: 'new' | 'superseded' | 'unchanged' = 'new';
@@ -255,11 +258,13 @@ export class EslManager {
       pushes: 0,
       confirmed: false,
       failed: null,
+      image,
     };
     rec.want = w;
     if (rec.shown === dataVer) {
       // OEPL: same MD5 as the current image, no transfer; the tag already confirmed it.
       w.confirmed = true;
+      w.image = undefined;
       events.push(this.state(rec.mac, w, 'confirmed'));
       if (rec.ap) this.queue(rec.ap).waiting.delete(rec.mac);
       return result === 'superseded' ? result : 'unchanged';
@@ -518,7 +523,8 @@ export class EslManager {
           // An AP slot is taken only by a tag without one; replacing its item keeps the slot.
           if (!q.outstanding.has(mac) && q.outstanding.size >= this.apMax) break;
           q.waiting.delete(mac);
-          const img = this.renderer.render(w.size, w.bpp, w.content);
+          const img = w.image ?? this.renderer.render(w.size, w.bpp, w.content);
+          w.image = undefined;
           q.outstanding.add(mac);
           rec.atAp = w.dataVer;
           w.pushes++;
