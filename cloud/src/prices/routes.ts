@@ -1,6 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox';
 import { esl, ID_PATTERN } from '@storelink/protocols';
 import type { FastifyInstance } from 'fastify';
+import { cloudError } from '../errors.ts';
 import { errorResponses } from '../http/schemas.ts';
 import { CAMPAIGN_STATES, type PriceBook, REPORT_REASONS } from './service.ts';
 
@@ -209,10 +210,9 @@ export default async function pricesRoutes(app: FastifyInstance, opts: PricesRou
       const { site, ...rest } = req.body;
       const c = await book.createCampaign(site, rest);
       if (!c)
-        return reply.code(400).send({
-          code: 'CLOUD_ERR_BAD_REQUEST',
-          message: 'no tag shows these SKUs',
-          fix: 'link tags first (PUT /api/v1/esl/tags/:mac) and give the SKUs a price',
+        throw cloudError('CLOUD_ERR_BAD_REQUEST', {
+          errors:
+            'no tag with a price shows these SKUs (link tags with PUT /api/v1/esl/tags/:mac, set prices first)',
         });
       return reply.code(201).send(await book.progress(c.id));
     },

@@ -1,2 +1,3 @@
 export * from './clock.ts';
+export * from './demo.ts';
 export * from './world.ts';

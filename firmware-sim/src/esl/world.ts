@@ -430,6 +430,29 @@ export class EslWorld {
     }
   }
 
+  /**
+   * Runs the simulated clock at wall-clock pace (times `speed`) until `stop()`: for a
+   * process whose edge agent uses real time (the `npm start` demo). The clock must
+   * have started at `Date.now()`.
+   */
+  runRealtime(speed = 1, tickMs = 100): { stop(): Promise<void> } {
+    let stopped = false;
+    const wall0 = Date.now();
+    const sim0 = this.clock.now();
+    const loop = (async () => {
+      while (!stopped) {
+        await this.run(sim0 + (Date.now() - wall0) * speed, { sliceMs: 1000 });
+        await new Promise((r) => setTimeout(r, tickMs));
+      }
+    })();
+    return {
+      stop: async () => {
+        stopped = true;
+        await loop.catch(() => undefined);
+      },
+    };
+  }
+
   /** Waits until every AP has what the edge published so far. */
   async sync(): Promise<void> {
     await Promise.all([...this.aps.values()].map((a) => a.sync()));
