@@ -23,7 +23,15 @@
  * provider never made), refund_id_changed (the provider saw a refund retry with another
  * out_refund_no).
  */
-import { MemoryOrdersRepo, OrdersService, SettlementSweeper } from '../cloud/src/orders/index.ts';
+import {
+  MemoryOrdersRepo,
+  type OrdersRepo,
+  OrdersService,
+  SettlementSweeper,
+  SqlOrdersRepo,
+} from '../cloud/src/orders/index.ts';
+import { migrate } from '../cloud/src/store/migrations.ts';
+import { openPglite } from '../cloud/src/store/pglite.ts';
 import { NotificationVerifier } from '../cloud/src/payments/wechat.ts';
 import { TimeQueue } from '../firmware-sim/src/payment/heap.ts';
 import { SimPaymentProvider } from '../firmware-sim/src/payment/provider.ts';
@@ -43,6 +51,8 @@ export interface VendingTortureOptions {
    * out_refund_no.
    */
   sabotage?: 'edge-ledger' | 'refund-number';
+  /** `memory` (default) or `pglite`: the SQL repo on an in-memory PGlite (slow: small runs). */
+  store?: 'memory' | 'pglite';
 }
 
 export interface VendingTortureResult {
@@ -116,7 +126,14 @@ export async function runVendingTorture(o: VendingTortureOptions): Promise<Vendi
   const commandsPerOrder = new Map<string, Set<string>>();
   const seenEvents = new Set<string>(); // cloud ingest dedupe on (gateway, seq) [INGEST-EXACTLY-ONCE-1]
 
-  const repo = new MemoryOrdersRepo();
+  let closeStore = async () => {};
+  let repo: OrdersRepo;
+  if (o.store === 'pglite') {
+    const sql = await openPglite();
+    await migrate(sql);
+    repo = new SqlOrdersRepo(sql);
+    closeStore = () => sql.close();
+  } else repo = new MemoryOrdersRepo();
   const provider = new SimPaymentProvider({
     algorithm: 'hmac-sha256',
     key: SECRET,
@@ -405,7 +422,10 @@ export async function runVendingTorture(o: VendingTortureOptions): Promise<Vendi
   let doubleDispense = 0;
   let droppedButRefunded = 0;
   const states: Record<string, number> = {};
-  for (const ord of repo.orders.values()) {
+  const all = await repo.list({ limit: o.orders + 1 });
+  const byId = new Map(all.map((x) => [x.id, x]));
+  await closeStore();
+  for (const ord of all) {
     states[ord.state] = (states[ord.state] ?? 0) + 1;
     if (ord.state === 'dispensed') dispensed++;
     else if (ord.state === 'refunded') refunded++;
@@ -415,7 +435,7 @@ export async function runVendingTorture(o: VendingTortureOptions): Promise<Vendi
     if (d >= 1 && ord.state === 'refunded') droppedButRefunded++;
   }
   for (const t of provider.trades.values()) {
-    const ord = repo.orders.get(t.outTradeNo);
+    const ord = byId.get(t.outTradeNo);
     const settled =
       ord !== undefined &&
       ((ord.state === 'dispensed' && t.state === 'SUCCESS') ||
@@ -425,7 +445,7 @@ export async function runVendingTorture(o: VendingTortureOptions): Promise<Vendi
   for (const [k, v] of Object.entries(states)) counts[`state_${k}`] = v;
   for (const [k, v] of Object.entries(provider.stats)) counts[`provider_${k}`] = v;
   return {
-    orders: repo.orders.size,
+    orders: all.length,
     dispensed,
     refunded,
     expired_unpaid: expired,
@@ -449,6 +469,7 @@ export const vending: Scenario<VendingTortureResult> = {
     seed: { type: 'string', default: '1' },
     gateways: { type: 'string', default: '50' },
     'fault-scale': { type: 'string', default: '1' },
+    store: { type: 'string', default: 'memory' },
   },
   mustBeZero: ['double_dispense', 'paid_not_settled', 'refund_id_changed'],
   async run(args) {
@@ -457,6 +478,7 @@ export const vending: Scenario<VendingTortureResult> = {
       seed: num(args.seed, 1),
       gateways: num(args.gateways, 50),
       faultScale: num(args['fault-scale'], 1),
+      store: args.store === 'pglite' ? 'pglite' : 'memory',
     });
     log(`vending: ${r.orders} orders in ${r.seconds}s (${r.simulated_hours} simulated hours)`);
     return r;

@@ -42,3 +42,15 @@ describe('vending torture (short run, simulated time)', () => {
     expect(refund.refund_id_changed).toBeGreaterThan(0);
   });
 });
+
+describe('vending torture on the SQL repo (PGlite)', () => {
+  it('the same model over SqlOrdersRepo keeps the invariants', async () => {
+    const r = await runVendingTorture({ orders: 250, seed: 11, faultScale: 2, store: 'pglite' });
+    expect(r.orders).toBe(250);
+    expect(r.double_dispense).toBe(0);
+    expect(r.paid_not_settled).toBe(0);
+    expect(r.refund_id_changed).toBe(0);
+    expect(r.refunded).toBeGreaterThan(0);
+    expect(r.dispensed).toBeGreaterThan(0);
+  });
+});
