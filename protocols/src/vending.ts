@@ -46,6 +46,8 @@ export const VendResultPayload = Type.Object(
     code: Type.Optional(Type.String({ maxLength: 64 })),
     slot: Type.Integer({ minimum: 0, maximum: 65535 }),
     durationMs: Type.Optional(Type.Integer({ minimum: 0 })),
+    /** edge/src/vending VendOutcome fields, so the driver's outcome can be sent as is. */
+    approvedAfterMs: Type.Optional(Type.Integer({ minimum: 0 })),
     dropSeen: Type.Optional(Type.Boolean()),
     at: Type.Optional(Millis),
   },
@@ -96,4 +98,39 @@ registerEventType(VEND_TELEMETRY, {
   source: 'edge',
   payload: VendTelemetryPayload,
   description: 'vending machine controller reports: temperature, stock per slot, door, EVA-DTS events',
+});
+
+/**
+ * Machine alarms that must not expire with telemetry (edge VmcDriver): the door, EVA-DTS
+ * event codes (EJL failed to drop, ELA failed vend, EGS door open, EA7 power outage) and the
+ * serial link to the controller going down/up. Same shapes as the `door`/`event` kinds of
+ * `vend.telemetry`, in the event lane.
+ */
+export const VendAlarmPayload = Type.Union([
+  Type.Object({ kind: Type.Literal('door'), open: Type.Boolean() }, { additionalProperties: false }),
+  Type.Object(
+    {
+      kind: Type.Literal('event'),
+      code: Type.String({ pattern: '^[A-Z0-9]{2,8}$' }),
+      active: Type.Boolean(),
+      orderId: Type.Optional(OrderId),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      kind: Type.Literal('link'),
+      up: Type.Boolean(),
+      reason: Type.Optional(Type.String({ maxLength: 256 })),
+    },
+    { additionalProperties: false },
+  ),
+]);
+export type VendAlarm = Static<typeof VendAlarmPayload>;
+export const VEND_ALARM = 'vend.alarm';
+registerEventType(VEND_ALARM, {
+  lane: 'event',
+  source: 'edge',
+  payload: VendAlarmPayload,
+  description: 'vending machine alarms: door, EVA-DTS event codes, controller link down/up',
 });
