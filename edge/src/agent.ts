@@ -199,6 +199,10 @@ export async function startEdge(
     registry: metrics.registry,
     publish: (topic, payload, retain) => broker!.publish(topic, payload, 1, retain),
     append: (ev) => outbox.append(ev).then(() => undefined),
+    onRefused: (d, topic, e) => {
+      metrics.rejected.inc({ code: e.code });
+      reportToDevice(d, topic, e);
+    },
   });
   const stopEslSweep = startEslSweep(esl, commands);
 

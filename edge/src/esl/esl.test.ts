@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { esl, gatewayTopic, newId, signCommand } from '@storelink/protocols';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EslWorld, SimClock, type SimTagSpec } from '../../../firmware-sim/src/esl/index.ts';
+import { EslWorld, SimClock, SimDisplay, type SimTagSpec } from '../../../firmware-sim/src/esl/index.ts';
 import type { EdgeAgent } from '../agent.ts';
 import { FakeCloud, startTestEdge, until } from '../test-support/harness.ts';
 import { TagRenderer } from './render.ts';
@@ -201,6 +201,54 @@ describe('ESL: edge manager + simulated OEPL access point over MQTT', () => {
     expect(alerts()).toContainEqual(expect.objectContaining({ tag: mac(5), code: 'SILENT', active: true }));
   });
 });
+
+describe('ESL: signage displays over WebSocket', () => {
+  it('a display gets only the latest content and confirms it by hash', async () => {
+    const cloud = new FakeCloud();
+    await cloud.start();
+    const devices = [{ id: 'display-1', password: 'pw-d1', kind: 'display' }];
+    const agent = await startTestEdge(cloud, { devices, broker: { host: '127.0.0.1', port: 0, wsPort: 0 } });
+    const d = new SimDisplay('display-1', 'pw-d1');
+    try {
+      // Two campaigns before the screen is even connected: latest wins (retained).
+      await agent.esl.campaign({
+        campaignId: 'd1',
+        items: [],
+        displays: [{ display: 'display-1', content: content('P', 500) }],
+      });
+      await agent.esl.campaign({
+        campaignId: 'd2',
+        items: [],
+        displays: [{ display: 'display-1', content: content('P', 450) }],
+      });
+      await d.connect(`ws://127.0.0.1:${agent.wsPort}`);
+      await until(() => agent.esl.stats().confirmed === 1, 5000, 'display confirmation');
+      expect(d.shown?.content.priceCents).toBe(450);
+      expect(d.history).toHaveLength(1);
+      const states = await tagStatesOf(cloud, 4);
+      expect(states.map((x) => `${x.campaignId}:${x.state}`)).toEqual([
+        'd1:pushed',
+        'd1:superseded',
+        'd2:pushed',
+        'd2:confirmed',
+      ]);
+    } finally {
+      await d.close();
+      await agent.close();
+      await cloud.close();
+    }
+  });
+});
+
+async function tagStatesOf(cloud: FakeCloud, n: number): Promise<esl.EslTagState[]> {
+  const get = () =>
+    cloud
+      .events('event')
+      .filter((e) => e.type === esl.ESL_TAG_STATE)
+      .map((e) => e.payload as esl.EslTagState);
+  await until(() => get().length >= n, 10_000, `${n} tag states`);
+  return get();
+}
 
 describe('ESL tag images', () => {
   const GOLDEN = new URL('./golden/', import.meta.url);

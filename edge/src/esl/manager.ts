@@ -7,6 +7,7 @@ import {
   type Lane,
   newId,
   parseJsonPayload,
+  type StorelinkError,
   type UnsequencedEvent,
 } from '@storelink/protocols';
 import type { Logger } from 'pino';
@@ -30,6 +31,8 @@ export interface EslManagerOptions {
   append: (ev: UnsequencedEvent) => Promise<void>;
   registry?: Registry;
   renderer?: TagRenderer;
+  /** Bad input from an AP or display: count it and tell the device (like device ingest does). */
+  onRefused?: (deviceId: string, topic: string, error: StorelinkError) => void;
   /** Below this a check-in raises LOW_BATTERY (OEPL tags stop at 2450 mV). */
   lowBatteryMv?: number;
   /** No check-in for this long after a push: the tag is reported failed (no_checkin/low_battery). */
@@ -282,6 +285,7 @@ export class EslManager {
     const checked = parsed.ok ? checkDeviceEvent(type, parsed.value) : parsed;
     if (!checked.ok) {
       this.o.logger.warn({ device: deviceId, type, err: checked.error.message }, 'ESL event refused');
+      this.o.onRefused?.(deviceId, `dev/${deviceId}/evt/${type}`, checked.error);
       done();
       return;
     }
