@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createCloudMetrics, ENV_MAP } from '../cloud/src/index.ts';
 import { envVariables } from '../edge/src/config.ts';
 import { EdgeMetrics } from '../edge/src/metrics.ts';
+import { registerVmcMetrics } from '../edge/src/vending/agent-wiring.ts';
 
 export const OPS_DOC = fileURLToPath(new URL('../docs/operations.md', import.meta.url));
 
@@ -23,6 +24,13 @@ async function metricRows(registry: {
     .join('\n');
 }
 
+/** The agent's registry, with the metrics it adds when vending is configured. */
+function edgeRegistry() {
+  const { registry } = new EdgeMetrics({ outbox: () => undefined, devicesOnline: () => 0 });
+  registerVmcMetrics(registry);
+  return registry;
+}
+
 export async function renderOpsDoc(current: string): Promise<string> {
   const edgeEnv = envVariables()
     .map((v) => `| \`${v.name}\` | \`${v.path.join('.')}\` |`)
@@ -33,9 +41,7 @@ export async function renderOpsDoc(current: string): Promise<string> {
   const sections: Record<string, string> = {
     EDGE_ENV: edgeEnv,
     CLOUD_ENV: cloudEnv,
-    EDGE_METRICS: await metricRows(
-      new EdgeMetrics({ outbox: () => undefined, devicesOnline: () => 0 }).registry,
-    ),
+    EDGE_METRICS: await metricRows(edgeRegistry()),
     CLOUD_METRICS: await metricRows(createCloudMetrics({ defaultMetrics: false }).registry),
   };
   let out = current;

@@ -17,6 +17,14 @@ import { EdgeMetrics } from './metrics.ts';
 import { openEdgeStore } from './outbox/index.ts';
 import type { EdgeStore, OutboxStats } from './outbox/types.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
+import {
+  type OpenGpioLine,
+  registerVmcMetrics,
+  type SerialBinding,
+  startVending,
+  type Vending,
+  type VendingStatus,
+} from './vending/agent-wiring.ts';
 
 export const VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -30,6 +38,10 @@ export interface StartEdgeOptions {
   store?: EdgeStore;
   /** Jitter source for reconnect backoff. */
   random?: () => number;
+  /** Serial binding for the vending port (tests: @serialport/binding-mock); default: the platform's. */
+  binding?: SerialBinding;
+  /** Opens the vending GPIO lines (tests: sim lines); default: onoff sysfs. */
+  openGpioLine?: OpenGpioLine;
 }
 
 /** Events the cloud acknowledged per second over the last 30 s, and the time to drain at that rate. */
@@ -58,6 +70,8 @@ export interface EdgeStatus {
   } & DrainFigures;
   uplink: UplinkStatus;
   recovery: EdgeStore['recovery'];
+  /** Present when the config has a `vending` section. */
+  vending?: VendingStatus;
 }
 
 export interface EdgeAgent {
@@ -69,6 +83,8 @@ export interface EdgeAgent {
   metrics: EdgeMetrics;
   /** Electronic shelf labels and signage displays (docs/esl.md). */
   esl: EslManager;
+  /** The vending machine controller, when configured (docs/architecture.md "Vending on the edge"). */
+  vending: Vending | undefined;
   status(): EdgeStatus;
   close(): Promise<void>;
 }
@@ -225,6 +241,25 @@ export async function startEdge(
   const startedBroker = broker;
   undo.push(() => startedBroker.close());
 
+  let vending: Vending | undefined;
+  if (config.vending) {
+    vending = await startVending({
+      config: config.vending,
+      site: config.site,
+      gateway: config.gateway,
+      now,
+      logger,
+      ledger: kv,
+      append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+      commands,
+      metrics: registerVmcMetrics(metrics.registry),
+      ...(opts.binding ? { binding: opts.binding } : {}),
+      ...(opts.openGpioLine ? { openGpioLine: opts.openGpioLine } : {}),
+    }).catch(failed);
+    const started = vending;
+    undo.push(() => started.stop());
+  }
+
   await commands.start().catch(failed);
   undo.push(() => commands.close());
   const uplink = new Uplink({
@@ -300,6 +335,7 @@ export async function startEdge(
       },
       uplink: uplink.status(),
       recovery: store.recovery,
+      ...(vending ? { vending: vending.status() } : {}),
     };
   };
 
@@ -332,6 +368,7 @@ export async function startEdge(
       await broker!.close();
       await presenceChain;
       await commands.close();
+      await vending?.stop();
       // The cloud learns we left: offline state with this session's bdSeq.
       await uplink.close();
       await app.close();
@@ -350,6 +387,7 @@ export async function startEdge(
     store,
     metrics,
     esl,
+    vending,
     status,
     close,
   };

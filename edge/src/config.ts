@@ -35,6 +35,40 @@ const DeviceSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** A sysfs GPIO line (onoff): BCM `pin` + the chip's `base`; values are logical (1 = active). */
+const GpioLineSchema = Type.Object(
+  {
+    pin: Type.Integer({ minimum: 0, maximum: 4095 }),
+    base: Type.Optional(Type.Integer({ minimum: 0, maximum: 4095 })),
+    activeLow: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+
+const VendingSchema = Type.Object(
+  {
+    serialPath: Type.String({ minLength: 1 }),
+    baudRate: Type.Optional(Type.Integer({ minimum: 1200, maximum: 115200 })),
+    /** MDB cashless address the controller polls: 16 (0x10, cashless #1) or 96 (0x60, #2). */
+    address: Type.Optional(Type.Union([Type.Literal(0x10), Type.Literal(0x60)])),
+    /** Slots this machine has; a dispense for another slot is refused. Absent = any. */
+    slots: Type.Optional(Type.Array(Type.Integer({ minimum: 0, maximum: 65535 }), { maxItems: 1024 })),
+    /** Drop sensor: a GPIO line, or 'serial' when the board reports the drop over the link. */
+    dropGpio: Type.Optional(Type.Union([GpioLineSchema, Type.Literal('serial')])),
+    doorGpio: Type.Optional(GpioLineSchema),
+    lockGpio: Type.Optional(GpioLineSchema),
+    doorDebounceMs: Type.Integer({ minimum: 0, maximum: 10_000, default: 50 }),
+    /** Budget until VEND APPROVED (capped by the command's expiry). */
+    vendDeadlineMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 30_000 }),
+    dropWindowMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 60_000 })),
+    linkTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    vendResultTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    reopenMinMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    reopenMaxMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+
 export const EdgeConfigSchema = Type.Object(
   {
     site: Id,
@@ -105,6 +139,8 @@ export const EdgeConfigSchema = Type.Object(
     devices: Type.Array(DeviceSchema, { default: [] }),
     heartbeatMs: PosInt(10_000),
     commandTimeoutMs: PosInt(10_000),
+    /** Vending machine controller on a serial port (edge/src/vending/agent-wiring.ts); absent = none. */
+    vending: Type.Optional(VendingSchema),
     log: Type.Object(
       {
         level: Type.Union(

@@ -103,6 +103,11 @@ export const EDGE_ERRORS = {
     fix: 'align the planogram (slot numbers and prices) between the cloud and the machine',
     status: 409,
   },
+  EDGE_ERR_VMC_SLOT: {
+    message: "order {orderId}: slot {slot} is not one of this machine's slots ({slots})",
+    fix: 'align the planogram: the cloud order slot must be listed in the gateway config vending.slots',
+    status: 400,
+  },
   EDGE_ERR_VMC_REPLAY: {
     message: 'order {orderId} was already vended; returning its first outcome',
     fix: 'nothing: each payment dispenses at most once',

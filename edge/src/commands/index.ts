@@ -33,7 +33,22 @@ interface LedgerEntry {
   result?: CommandResult;
 }
 
+/**
+ * A gateway-executed command type [CMD-ONCE-1]: runs at most once per command id (the
+ * router's ledger), its resolved value becomes `command.result` `ok` with `result`. Throw
+ * `refuseCommand(error)` to report `rejected` (refused before acting); any other throw is
+ * reported as `error`.
+ */
 export type GatewayExecutor = (cmd: CommandEnvelope) => Promise<unknown>;
+
+const REFUSED = Symbol.for('storelink.commandRefused');
+/** Marks an executor's error as a refusal: the command is reported `rejected`, not `error`. */
+export function refuseCommand<E extends Error>(error: E): E {
+  return Object.assign(error, { [REFUSED]: true });
+}
+function isRefusal(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as Record<symbol, unknown>)[REFUSED] === true;
+}
 
 export interface CommandDeps {
   publicKey: KeyObject | undefined;
@@ -211,7 +226,9 @@ export class CommandRouter {
       } catch (e) {
         const err = e as Error;
         outcome = {
-          status: 'error',
+          // An executor refusing the command (bad payload for this gateway) is `rejected`:
+          // nothing was done; any other throw is an `error` that may have acted.
+          status: isRefusal(err) ? 'rejected' : 'error',
           code: isStorelinkError(err) ? err.code : 'EDGE_ERR_CMD_FAILED',
           message: String(err.message).slice(0, 1024),
           completedAt: this.d.now(),
