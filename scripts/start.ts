@@ -223,7 +223,9 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
   let lastPing = 0;
   const tty = process.stdout.isTTY && !args.plain;
   if (!tty) {
-    console.log(`API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`);
+    console.log(
+      `API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`,
+    );
   }
 
   for (;;) {
