@@ -514,8 +514,9 @@ export class PriceBook {
         };
         for (const t of p.tags)
           await tx.query(
-            `UPDATE esl_tags SET ap = $2, battery_mv = $3, temperature = $4, rssi = $5,
-               last_checkin = GREATEST(COALESCE(last_checkin, 0), $6) WHERE mac = $1`,
+            `UPDATE esl_tags SET ap = $2::text, battery_mv = $3::integer, temperature = $4::integer,
+               rssi = $5::integer, last_checkin = GREATEST(COALESCE(last_checkin, 0), $6::bigint)
+             WHERE mac = $1`,
             [t.tag, t.ap, t.batteryMv, t.temperature, t.rssi, t.lastCheckin],
           );
       } else if (e.type === esl.ESL_ALERT) {
@@ -528,8 +529,8 @@ export class PriceBook {
         };
         const col = p.code === 'LOW_BATTERY' ? 'low_battery' : 'silent';
         await tx.query(
-          `UPDATE esl_tags SET ${col} = $2, battery_mv = COALESCE($3, battery_mv),
-             last_checkin = GREATEST(COALESCE(last_checkin, 0), COALESCE($4, 0)) WHERE mac = $1`,
+          `UPDATE esl_tags SET ${col} = $2::boolean, battery_mv = COALESCE($3::integer, battery_mv),
+             last_checkin = GREATEST(COALESCE(last_checkin, 0), COALESCE($4::bigint, 0)) WHERE mac = $1`,
           [p.tag, p.active, p.batteryMv ?? null, p.lastCheckin ?? null],
         );
       }
@@ -539,8 +540,8 @@ export class PriceBook {
   async applyTagState(tx: SqlQueryable, p: esl.EslTagState): Promise<boolean> {
     const r = await tx.query(
       `UPDATE price_campaign_tags
-          SET state = $3, reason = $4, data_ver = COALESCE($5, data_ver), updated_at = $6,
-              confirmed_at = CASE WHEN $3 = 'confirmed' THEN $6 ELSE confirmed_at END
+          SET state = $3::text, reason = $4::text, data_ver = COALESCE($5::text, data_ver), updated_at = $6::bigint,
+              confirmed_at = CASE WHEN $3::text = 'confirmed' THEN $6::bigint ELSE confirmed_at END
         WHERE campaign_id = $1 AND tag = $2 AND state = ANY($7::text[])`,
       [
         p.campaignId,
