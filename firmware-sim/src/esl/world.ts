@@ -60,6 +60,10 @@ export interface SimTag extends Required<Omit<SimTagSpec, 'phaseMs' | 'dieAt' | 
   completesSent: number;
   wakeReason: number;
   epoch: number;
+  /** OEPL power management: check-ins without an answer in a row (max 14) */
+  attempts: number;
+  /** moving average (8 samples) of the sleep interval, seconds */
+  sleepAvgS: number;
   rssi: number;
   lqi: number;
   temperature: number;
@@ -94,6 +98,8 @@ export class SimAp {
     transfers: 0,
   };
   busyMac: string | null = null;
+  /** A powered-off AP (fault): tags get no answer and back off. */
+  online = true;
   private lastAckMac: string | null = null;
   private client: MqttClient | null = null;
   private out = {
@@ -292,6 +298,8 @@ export class EslWorld {
       completesSent: 0,
       wakeReason: 0xfc, // FIRSTBOOT
       epoch: 0,
+      attempts: 0,
+      sleepAvgS: spec.intervalS ?? esl.OEPL.intervalBaseS,
       rssi: -60 - Math.round(this.rng() * 30),
       lqi: 100 + Math.round(this.rng() * 100),
       temperature: 19 + Math.round(this.rng() * 4),
@@ -342,6 +350,18 @@ export class EslWorld {
     if (now >= t.dieAt || t.batteryMv < esl.OEPL.batteryMinimumMv) return; // dead: silence
     t.wakes++;
     const ap = this.aps.get(t.ap)!;
+    if (!ap.online) {
+      // No AVAIL_DATA_INFO: sleep = 40 + (600 - 40) * attempts / 14, smoothed over 8
+      // samples (OEPL powermgt), so a tag without its AP backs off towards 600 s.
+      t.attempts = Math.min(14, t.attempts + 1);
+      const target =
+        esl.OEPL.intervalBaseS + ((esl.OEPL.intervalMaxS - esl.OEPL.intervalBaseS) * t.attempts) / 14;
+      t.sleepAvgS = (t.sleepAvgS * 7 + target) / 8;
+      this.scheduleWake(t, Math.round(t.sleepAvgS * 1000));
+      return;
+    }
+    t.attempts = 0;
+    t.sleepAvgS = t.intervalS;
     const item = ap.checkin(t);
     t.wakeReason = 0; // TIMED from now on
     if (!item || item.dataVer === t.shown) {
