@@ -18,11 +18,16 @@ import type { CloudStore, NewCommand } from './store.ts';
  * run it on a real PostgreSQL:
  *
  *   runStoreSuite('postgres', async () => openStore({ kind: 'postgres', url }))
+ *   runStoreSuite(async () => openStore({ kind: 'postgres', url }))   // name optional
  *
  * The factory is called once per suite; tests isolate themselves by using their own
  * gateway ids, so the suite also passes on a database that other suites use.
  */
-export function runStoreSuite(name: string, factory: () => Promise<CloudStore>): void {
+export function runStoreSuite(factory: () => Promise<CloudStore>): void;
+export function runStoreSuite(name: string, factory: () => Promise<CloudStore>): void;
+export function runStoreSuite(a: string | (() => Promise<CloudStore>), b?: () => Promise<CloudStore>): void {
+  const name = typeof a === 'string' ? a : 'store';
+  const factory = typeof a === 'string' ? b! : a;
   describe(`CloudStore conformance: ${name}`, () => {
     let store: CloudStore;
     let n = 0;
