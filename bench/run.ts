@@ -3,9 +3,10 @@
  * reports against a baseline measured in the same run (these machines are noisy) and
  * prints one JSON object as the last stdout line. See docs/performance.md.
  */
+import { dispenseBench } from './dispense.ts';
 import { eslBench } from './esl.ts';
 import { dispatch } from './lib.ts';
 import { drain } from './scenarios/drain.ts';
 import { ingest } from './scenarios/ingest.ts';
 
-await dispatch('bench', [eslBench, drain, ingest]);
+await dispatch('bench', [eslBench, dispenseBench, drain, ingest]);
