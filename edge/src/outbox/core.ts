@@ -41,6 +41,8 @@ export interface PlannedEvent {
 }
 
 interface LanePlan {
+  /** `next` when the plan began (the committed counter, or the base plan's). */
+  from: number;
   next: number;
   /** Entries removed from the head of the lane's virtual sequence (queue, then `appended`). */
   removed: number;
@@ -55,13 +57,28 @@ export interface Plan {
   lanes: Record<Lane, LanePlan>;
   /** (device, mid) first seen in this plan -> the planned event [INGEST-DEDUPE-1]. */
   dedupe: Map<string, { entry: DedupeEntry; event: PlannedEvent }>;
+  /**
+   * Pipelined group commit: the plan was formed on top of `base`, a plan whose write is
+   * still in flight. A chained plan only appends (it never drops: an event that does not
+   * fit as things stand is `blocked` and waits until the pipeline has drained), writes no
+   * dedupe garbage, and is committed only after its base [OUTBOX-WRITE-1].
+   */
+  chained: boolean;
+  /** The in-flight plan this one continues; cut once the base is committed. */
+  base: Plan | undefined;
+  /** Per-lane bytes as the base leaves them (chained plans only). */
+  baseBytes: Record<Lane, number> | undefined;
+  /** Dedupe record number this plan writes when it has entries. */
+  recordNo: number;
 }
 
 export type AppendOutcome =
   | { kind: 'stored'; event: PlannedEvent }
   | { kind: 'duplicate'; envelope: EventEnvelope }
   | { kind: 'duplicateInBatch'; event: PlannedEvent }
-  | { kind: 'full'; reason: string };
+  | { kind: 'full'; reason: string }
+  /** Chained plan only: the event needs drops, so it waits for a plan on committed state. */
+  | { kind: 'blocked' };
 
 /** What one atomic write must contain. */
 export interface WriteSet {
@@ -73,6 +90,18 @@ export interface WriteSet {
   dedupeRecord: { record: number; value: string; entries: DedupeEntry[] } | undefined;
   /** Dedupe records whose entries were all evicted. */
   dedupeDel: number[];
+  /**
+   * Undo of pipelined batches that were written after a predecessor failed (their keys,
+   * their dedupe records, the committed `next` counters). Storage applies it *before* the
+   * rest of the set, so this set's own puts of the same keys win [OUTBOX-WRITE-1].
+   */
+  repair?: Repair;
+}
+
+export interface Repair {
+  removed: Array<{ lane: Lane; seqs: number[] }>;
+  dedupeDel: number[];
+  next: Array<{ lane: Lane; value: number }>;
 }
 
 export const NO_DROPS = (): Record<DropReason, number> => ({ ttl: 0, budget: 0, corruption: 0 });
@@ -80,6 +109,8 @@ export const NO_DROPS = (): Record<DropReason, number> => ({ ttl: 0, budget: 0, 
 export function newLaneState(lane: Lane): LaneState {
   return { lane, queue: new SeqQueue(), next: 1, acked: 0, low: 1, bytes: 0, drops: NO_DROPS() };
 }
+
+const BLOCKED = Symbol('blocked');
 
 export class OutboxCore {
   readonly lanes: Record<Lane, LaneState>;
@@ -102,9 +133,11 @@ export class OutboxCore {
 
   // ---- plans --------------------------------------------------------------------------
 
-  begin(): Plan {
+  /** A plan on the committed state, or (pipelining) on top of the in-flight plan `base`. */
+  begin(base?: Plan): Plan {
     const lanePlan = (l: Lane): LanePlan => ({
-      next: this.lanes[l].next,
+      from: base ? base.lanes[l].next : this.lanes[l].next,
+      next: base ? base.lanes[l].next : this.lanes[l].next,
       removed: 0,
       removedBytes: 0,
       drops: NO_DROPS(),
@@ -115,6 +148,16 @@ export class OutboxCore {
     return {
       lanes: { tx: lanePlan('tx'), event: lanePlan('event'), telemetry: lanePlan('telemetry') },
       dedupe: new Map(),
+      chained: base !== undefined,
+      base,
+      baseBytes: base
+        ? {
+            tx: this.plannedBytes(base, 'tx'),
+            event: this.plannedBytes(base, 'event'),
+            telemetry: this.plannedBytes(base, 'telemetry'),
+          }
+        : undefined,
+      recordNo: base ? base.recordNo + (base.dedupe.size > 0 ? 1 : 0) : this.dedupe.nextRecord,
     };
   }
 
@@ -127,6 +170,7 @@ export class OutboxCore {
     const json = JSON.stringify(envelope);
     const bytes = Buffer.byteLength(json);
     const room = this.makeRoom(plan, event.lane, bytes);
+    if (room === BLOCKED) return { kind: 'blocked' };
     if (room !== undefined) return { kind: 'full', reason: room };
     const planned: PlannedEvent = { lane: event.lane, seq: lp.next, json, bytes, rts: event.rts, envelope };
     lp.next++;
@@ -184,9 +228,10 @@ export class OutboxCore {
     for (const lane of LANES) this.laneWrites(ws, lane, plan.lanes[lane]);
     if (plan.dedupe.size > 0) {
       const entries = [...plan.dedupe.values()].map((d) => d.entry);
-      ws.dedupeRecord = { record: this.dedupe.nextRecord, value: encodeRecord(entries), entries };
+      ws.dedupeRecord = { record: plan.recordNo, value: encodeRecord(entries), entries };
     }
-    ws.dedupeDel = this.dedupe.garbage.slice();
+    // Garbage is deleted by plans on committed state only, so no two in-flight sets hold it.
+    ws.dedupeDel = plan.chained ? [] : this.dedupe.garbage.slice();
     return ws;
   }
 
@@ -238,6 +283,11 @@ export class OutboxCore {
     const key = dedupeKey(event.device, event.mid);
     const pending = plan.dedupe.get(key);
     if (pending) return { kind: 'duplicateInBatch', event: pending.event };
+    // A resend of an event whose batch is still in flight: it settles after that batch.
+    for (let b = plan.base; b; b = b.base) {
+      const inFlight = b.dedupe.get(key);
+      if (inFlight) return { kind: 'duplicateInBatch', event: inFlight.event };
+    }
     const stored = this.dedupe.get(key);
     if (stored) return { kind: 'duplicate', envelope: originalEnvelope(event, stored) };
     return undefined;
@@ -263,10 +313,11 @@ export class OutboxCore {
    * while the `event` lane is over its own budget) oldest `event`. `tx` is never dropped
    * [LANE-1]. Returns the reason when it cannot fit; the plan is then left as it was.
    */
-  private makeRoom(plan: Plan, lane: Lane, bytes: number): string | undefined {
+  private makeRoom(plan: Plan, lane: Lane, bytes: number): string | typeof BLOCKED | undefined {
     const tooBig = this.exceedsBudgetAlone(lane, bytes);
     if (tooBig) return tooBig;
     if (this.fits(plan, lane, bytes)) return undefined;
+    if (plan.chained) return BLOCKED;
     const saved = this.saveRemovals(plan);
     this.planExpire(plan, this.opts.now());
     this.dropTelemetry(plan, lane, bytes);
@@ -326,7 +377,7 @@ export class OutboxCore {
 
   private plannedBytes(plan: Plan, lane: Lane): number {
     const lp = plan.lanes[lane];
-    return this.lanes[lane].bytes - lp.removedBytes + lp.addedBytes;
+    return (plan.baseBytes ? plan.baseBytes[lane] : this.lanes[lane].bytes) - lp.removedBytes + lp.addedBytes;
   }
 
   private saveRemovals(plan: Plan) {
@@ -376,7 +427,7 @@ export class OutboxCore {
     }
     // Appends dropped within their own plan are never written (counted as dropped).
     for (let i = lp.removed - fromQueue; i < lp.appended.length; i++) ws.events.push(lp.appended[i]!);
-    if (lp.next !== s.next) ws.meta.push({ lane, field: 'next', value: lp.next });
+    if (lp.next !== lp.from) ws.meta.push({ lane, field: 'next', value: lp.next });
     if (lp.ackedTo !== undefined) ws.meta.push({ lane, field: 'acked', value: lp.ackedTo });
     const low = this.plannedLow(lane, lp);
     if (low !== s.low) ws.meta.push({ lane, field: 'low', value: low });

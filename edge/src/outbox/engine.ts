@@ -1,12 +1,14 @@
-import type { EventEnvelope, Lane, UnsequencedEvent } from '@storelink/protocols';
+import { type EventEnvelope, LANES, type Lane, type UnsequencedEvent } from '@storelink/protocols';
 import { edgeError } from '../errors.ts';
-import type { AppendOutcome, OutboxCore, Plan, WriteSet } from './core.ts';
+import type { AppendOutcome, OutboxCore, Plan, Repair, WriteSet } from './core.ts';
 import type { Outbox, OutboxStats, StoredEvent } from './types.ts';
 
 /** What an outbox implementation has to provide: one atomic write and a range read. */
 export interface OutboxStorage {
   /** Writes the whole set atomically (one LevelDB batch); `sync` = fsync before resolving. */
   write(ws: WriteSet, sync: boolean): Promise<void>;
+  /** Called in commit order after a written set was applied to the state (watermark). */
+  committed?(ws: WriteSet): void;
   /** Stored JSON of `lane` with afterSeq < seq <= lastSeq, ascending, at most `limit`. */
   readRange(
     lane: Lane,
@@ -24,20 +26,48 @@ interface PendingAppend {
   reject: (err: Error) => void;
 }
 
+/** One append write batch of the pipeline, settled strictly in formation order. */
+interface Batch {
+  appends: PendingAppend[];
+  outcomes: AppendOutcome[];
+  plan: Plan;
+  ws: WriteSet;
+  /** Whether the set goes to storage at all (an all-duplicate batch writes nothing). */
+  writes: boolean;
+  state: 'writing' | 'ok' | 'failed';
+  err?: Error;
+  done: Promise<void>;
+}
+
 const noop = () => {};
 
+/** Default number of append write batches allowed in flight at once (pipelined group commit). */
+export const DEFAULT_WRITES_IN_FLIGHT = 3;
+
 /**
- * The outbox over any `OutboxStorage`. Every state change (append batch, ack, expiry)
- * runs on one serial chain, so exactly one write is in flight; appends that arrive
- * meanwhile queue up and the next flush takes them all (group commit) [OUTBOX-WRITE-1].
+ * The outbox over any `OutboxStorage`. Appends queue up and each flush takes everything
+ * queued so far as one write batch (group commit) [OUTBOX-WRITE-1]. Up to
+ * `writesInFlight` append batches may be in flight at once (pipelining): batch k+1 is
+ * planned on top of batch k (its seqs continue k's) and submitted while k is written, but
+ * is committed and its appends resolved only after k's; if k fails, every later batch is
+ * undone (written keys deleted, counters restored) and its appends rejected, so a failed
+ * write never leaves a gap (docs/reliability.md, "Pipelined group commit"). Acks and expiry
+ * run alone: they wait for the pipeline to drain and hold new batches back meanwhile.
  */
 export class EngineOutbox implements Outbox {
   private pending: PendingAppend[] = [];
-  private flushQueued = false;
-  private chain: Promise<unknown> = Promise.resolve();
+  private pumpQueued = false;
+  private readonly batches: Batch[] = [];
+  private readonly exclusive: Array<() => Promise<void>> = [];
+  private exclusiveRunning = false;
+  private rollingBack = false;
+  /** Undo of a rollback whose own write failed; the next write carries it. */
+  private repair: Repair | undefined;
+  private idleWaiters: Array<() => void> = [];
   private readonly listeners = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly maxInFlight: number;
 
   constructor(
     readonly epoch: string,
@@ -45,6 +75,7 @@ export class EngineOutbox implements Outbox {
     private readonly storage: OutboxStorage,
     private readonly log: LogFn = noop,
   ) {
+    this.maxInFlight = Math.max(1, Math.floor(core.opts.writesInFlight ?? DEFAULT_WRITES_IN_FLIGHT));
     const every = core.opts.expireIntervalMs ?? 5000;
     if (every > 0) {
       this.timer = setInterval(
@@ -59,7 +90,14 @@ export class EngineOutbox implements Outbox {
     if (this.closed) return Promise.reject(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'outbox is closed' }));
     return new Promise((resolve, reject) => {
       this.pending.push({ event, resolve, reject });
-      this.scheduleFlush();
+      // Formed on a microtask, so every append of the current tick shares the batch.
+      if (!this.pumpQueued) {
+        this.pumpQueued = true;
+        queueMicrotask(() => {
+          this.pumpQueued = false;
+          this.pump();
+        });
+      }
     });
   }
 
@@ -113,50 +151,187 @@ export class EngineOutbox implements Outbox {
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.closed = true;
-    await this.chain;
+    while (!this.idle()) await new Promise<void>((r) => this.idleWaiters.push(r));
   }
 
-  // ---- steps --------------------------------------------------------------------------
+  // ---- scheduling ---------------------------------------------------------------------
 
+  private idle(): boolean {
+    return (
+      this.pending.length === 0 &&
+      this.batches.length === 0 &&
+      this.exclusive.length === 0 &&
+      !this.exclusiveRunning &&
+      !this.rollingBack &&
+      !this.pumpQueued
+    );
+  }
+
+  /** Runs `fn` alone: after the in-flight batches, before any batch formed later. */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const p = this.chain.then(fn);
-    this.chain = p.then(noop, noop);
-    return p;
+    return new Promise<T>((resolve, reject) => {
+      this.exclusive.push(() => fn().then(resolve, reject));
+      this.pump();
+    });
   }
 
-  private scheduleFlush(): void {
-    if (this.flushQueued) return;
-    this.flushQueued = true;
-    this.serial(() => this.flush());
+  /** Starts whatever may start now: an exclusive step, or append batches up to the limit. */
+  private pump(): void {
+    if (!this.exclusiveRunning && !this.rollingBack) {
+      if (this.exclusive.length > 0) {
+        if (this.batches.length === 0) this.runExclusive(this.exclusive.shift()!);
+      } else {
+        // While an undo is owed, one batch at a time: it carries the undo.
+        const limit = this.repair ? 1 : this.maxInFlight;
+        while (this.pending.length > 0 && this.batches.length < limit && this.formBatch()) {}
+      }
+    }
+    if (this.idleWaiters.length > 0 && this.idle()) for (const w of this.idleWaiters.splice(0)) w();
   }
 
-  /** One group commit: everything queued so far becomes one write [OUTBOX-WRITE-1]. */
-  private async flush(): Promise<void> {
-    this.flushQueued = false;
-    const batch = this.pending;
-    this.pending = [];
-    const plan = this.core.begin();
+  private runExclusive(step: () => Promise<void>): void {
+    this.exclusiveRunning = true;
+    step().finally(() => {
+      this.exclusiveRunning = false;
+      this.pump();
+    });
+  }
+
+  /**
+   * One group commit: everything queued so far becomes one write [OUTBOX-WRITE-1],
+   * planned on top of the last in-flight batch. Returns false when nothing could be formed.
+   */
+  private formBatch(): boolean {
+    const prev = this.batches[this.batches.length - 1];
+    const plan = this.core.begin(prev?.plan);
+    const queued = this.pending;
+    const outcomes: AppendOutcome[] = [];
     // Seqs are assigned here, when the batch is formed, not when append() was called.
-    const outcomes = batch.map((p) => this.core.planAppend(plan, p.event));
-    try {
-      if (!this.core.isEmpty(plan)) await this.writePlan(plan, this.core.opts.durability === 'power');
-    } catch (err) {
-      this.rejectBatch(batch, outcomes, err);
+    let n = 0;
+    for (; n < queued.length; n++) {
+      const o = this.core.planAppend(plan, queued[n]!.event);
+      // Needs drops: wait until the pipeline has drained and plan on committed state.
+      if (o.kind === 'blocked') break;
+      outcomes.push(o);
+    }
+    if (n === 0) return false;
+    const appends = n === queued.length ? queued : queued.slice(0, n);
+    this.pending = n === queued.length ? [] : queued.slice(n);
+    const ws = this.core.writeSet(plan);
+    if (this.repair && !plan.chained) ws.repair = this.repair;
+    const writes = !this.core.isEmpty(plan) || ws.repair !== undefined;
+    const batch = { appends, outcomes, plan, ws, writes, state: 'writing' } as Batch;
+    batch.done = writes
+      ? this.storage.write(ws, this.core.opts.durability === 'power').then(
+          () => {
+            batch.state = 'ok';
+          },
+          (err: unknown) => {
+            batch.state = 'failed';
+            batch.err = ioError(err);
+          },
+        )
+      : Promise.resolve().then(() => {
+          batch.state = 'ok';
+        });
+    batch.done.then(() => this.settle());
+    this.batches.push(batch);
+    return true;
+  }
+
+  /** Settles finished batches from the head, strictly in formation order. */
+  private settle(): void {
+    while (this.batches.length > 0 && this.batches[0]!.state !== 'writing') {
+      const b = this.batches.shift()!;
+      if (b.state === 'failed') {
+        this.failed(b);
+        return;
+      }
+      if (b.writes) {
+        this.core.commit(b.plan, b.ws);
+        if (b.ws.repair) this.repair = undefined;
+        this.storage.committed?.(b.ws);
+      }
+      // The next plan's base is committed now; drop the link so plans do not chain forever.
+      if (this.batches[0]) this.batches[0].plan.base = undefined;
+      this.settleBatch(b.appends, b.outcomes);
+      if (b.outcomes.some((o) => o.kind === 'stored')) this.notify();
+    }
+    this.pump();
+  }
+
+  /**
+   * Batch `b` failed: nothing of it is committed. Every later batch was planned on top of
+   * it (its seqs follow b's), so each is undone: once their writes have finished, the ones
+   * that were written are deleted again and the counters restored, and all their appends
+   * are rejected (the devices resend; nothing was acknowledged) [OUTBOX-WRITE-1].
+   */
+  private failed(b: Batch): void {
+    this.rejectBatch(b.appends, b.outcomes, b.err!);
+    const later = this.batches.splice(0);
+    if (later.length === 0) {
+      this.pump();
       return;
     }
-    this.settleBatch(batch, outcomes);
-    if (outcomes.some((o) => o.kind === 'stored')) this.notify();
+    this.rollingBack = true;
+    void Promise.all(later.map((x) => x.done))
+      .then(async () => {
+        const why = edgeError('EDGE_ERR_OUTBOX_IO', {
+          reason: `an earlier write batch failed: ${b.err!.message}`,
+        });
+        const written = later.filter((x) => x.state === 'ok' && x.writes);
+        for (const x of later) this.rejectBatch(x.appends, x.outcomes, why);
+        if (written.length > 0) await this.undo(written);
+      })
+      .finally(() => {
+        this.rollingBack = false;
+        this.pump();
+      });
+  }
+
+  /** Deletes what `written` batches stored and restores the committed counters, in one write. */
+  private async undo(written: Batch[]): Promise<void> {
+    const r: Repair = this.repair ?? { removed: [], dedupeDel: [], next: [] };
+    for (const x of written) {
+      const byLane = new Map<Lane, number[]>();
+      for (const e of x.ws.events) {
+        const seqs = byLane.get(e.lane);
+        if (seqs) seqs.push(e.seq);
+        else byLane.set(e.lane, [e.seq]);
+      }
+      for (const [lane, seqs] of byLane) r.removed.push({ lane, seqs });
+      if (x.ws.dedupeRecord) r.dedupeDel.push(x.ws.dedupeRecord.record);
+    }
+    r.next = LANES.map((lane) => ({ lane, value: this.core.lanes[lane].next }));
+    this.repair = r;
+    const plan = this.core.begin();
+    try {
+      await this.writePlan(plan, this.core.opts.durability === 'power');
+      this.log('warn', 'outbox: pipelined batches after a failed write were undone', { n: written.length });
+    } catch (err) {
+      // Kept in this.repair: the next write carries it (before its own puts).
+      this.log('error', 'outbox: undoing pipelined batches failed; the next write retries', {
+        err: errorText(err),
+      });
+    }
   }
 
   private async writePlan(plan: Plan, sync: boolean): Promise<void> {
     const ws = this.core.writeSet(plan);
+    if (this.repair) {
+      // Counters as committed now; this set's own counters come after them and win.
+      this.repair.next = LANES.map((lane) => ({ lane, value: this.core.lanes[lane].next }));
+      ws.repair = this.repair;
+    }
     try {
       await this.storage.write(ws, sync);
     } catch (err) {
       // Nothing was committed: the plan (seqs, drops, acks) is simply forgotten.
-      throw edgeError('EDGE_ERR_OUTBOX_IO', { reason: errorText(err) }, { cause: err });
+      throw ioError(err);
     }
     this.core.commit(plan, ws);
+    if (ws.repair) this.repair = undefined;
+    this.storage.committed?.(ws);
   }
 
   private settleBatch(batch: PendingAppend[], outcomes: AppendOutcome[]): void {
@@ -165,17 +340,22 @@ export class EngineOutbox implements Outbox {
       const p = batch[i]!;
       if (o.kind === 'stored' || o.kind === 'duplicateInBatch') p.resolve(o.event.envelope);
       else if (o.kind === 'duplicate') p.resolve(o.envelope);
-      else p.reject(edgeError('EDGE_ERR_OUTBOX_FULL', { lane: p.event.lane, reason: o.reason }));
+      else
+        p.reject(
+          edgeError('EDGE_ERR_OUTBOX_FULL', {
+            lane: p.event.lane,
+            reason: o.kind === 'full' ? o.reason : 'blocked',
+          }),
+        );
     }
   }
 
-  private rejectBatch(batch: PendingAppend[], outcomes: AppendOutcome[], err: unknown): void {
-    const error = err instanceof Error ? err : new Error(String(err));
+  private rejectBatch(batch: PendingAppend[], outcomes: AppendOutcome[], err: Error): void {
     for (let i = 0; i < batch.length; i++) {
       const o = outcomes[i]!;
       // A resend of an event stored by an earlier batch does not depend on this write.
       if (o.kind === 'duplicate') batch[i]!.resolve(o.envelope);
-      else batch[i]!.reject(error);
+      else batch[i]!.reject(err);
     }
     this.log('error', 'outbox write failed; appends of the batch rejected', {
       err: errorText(err),
@@ -220,6 +400,10 @@ export class EngineOutbox implements Outbox {
     }
     return out;
   }
+}
+
+function ioError(err: unknown): Error {
+  return edgeError('EDGE_ERR_OUTBOX_IO', { reason: errorText(err) }, { cause: err });
 }
 
 export function errorText(err: unknown): string {

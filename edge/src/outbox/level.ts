@@ -59,6 +59,14 @@ class WatermarkFile {
 
 function toOps(ws: WriteSet): Op[] {
   const ops: Op[] = [];
+  // An owed undo of pipelined batches goes first: this set's puts of the same keys win.
+  const r = ws.repair;
+  if (r) {
+    for (const x of r.removed)
+      for (const seq of x.seqs) ops.push({ type: 'del', key: eventKey(x.lane, seq) });
+    for (const record of r.dedupeDel) ops.push({ type: 'del', key: dedupeRecordKey(record) });
+    for (const m of r.next) ops.push({ type: 'put', key: metaKey('next', m.lane), value: String(m.value) });
+  }
   for (const e of ws.events) ops.push({ type: 'put', key: eventKey(e.lane, e.seq), value: e.json });
   for (const r of ws.removed) for (const seq of r.seqs) ops.push({ type: 'del', key: eventKey(r.lane, seq) });
   // [OUTBOX-WRITE-1] counters travel in the same batch as the events they count.
@@ -83,7 +91,14 @@ class LevelStorage implements OutboxStorage {
     const ops = toOps(ws);
     if (ops.length === 0) return;
     await this.db.batch(ops, { sync });
-    if (ws.meta.some((m) => m.field === 'next')) this.writeWatermark(ws);
+  }
+
+  /**
+   * In commit order, after the set's state was applied: with pipelined batches LevelDB may
+   * finish them in any order, the watermark must still only move with committed state.
+   */
+  committed(ws: WriteSet): void {
+    if (ws.repair || ws.meta.some((m) => m.field === 'next')) this.writeWatermark();
   }
 
   async readRange(lane: Lane, afterSeq: number, lastSeq: number, limit: number) {
@@ -94,10 +109,9 @@ class LevelStorage implements OutboxStorage {
     return rows.map(([key, json]) => ({ seq: Number(key.slice(cut)), json }));
   }
 
-  private writeWatermark(ws: WriteSet): void {
+  private writeWatermark(): void {
     const next = {} as Record<Lane, number>;
     for (const l of LANES) next[l] = this.core().lanes[l].next;
-    for (const m of ws.meta) if (m.field === 'next') next[m.lane] = m.value;
     this.watermark.write({ epoch: this.epoch, next });
   }
 }

@@ -15,6 +15,8 @@ class MemoryStorage implements OutboxStorage {
   };
 
   async write(ws: WriteSet): Promise<void> {
+    if (ws.repair)
+      for (const r of ws.repair.removed) for (const seq of r.seqs) this.lanes[r.lane].delete(seq);
     for (const e of ws.events) this.lanes[e.lane].set(e.seq, e.json);
     for (const r of ws.removed) for (const seq of r.seqs) this.lanes[r.lane].delete(seq);
   }

@@ -195,7 +195,9 @@ function subtractKnown(
 function settleNext(s: LaneState, wm: Watermark | undefined, epoch: string): void {
   const maxStored = s.queue.length > 0 ? s.queue.seqAt(s.queue.length - 1) : 0;
   const fromWm = wm && wm.epoch === epoch ? wm.next[s.lane] : 0;
-  s.next = Math.max(s.next, fromWm, maxStored + 1, s.acked + 1);
+  // `low` too: pipelined batches may reach LevelDB out of order, so a stored `m!next` can
+  // lag a later one that was acknowledged and deleted since; every seq below low was handed out.
+  s.next = Math.max(s.next, fromWm, maxStored + 1, s.acked + 1, s.low);
 }
 
 async function verifyLane(

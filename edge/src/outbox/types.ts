@@ -25,6 +25,11 @@ export interface OutboxOptions {
   now: () => number;
   /** Resend dedupe bounds [INGEST-DEDUPE-1]; defaults: 24 h window, 1000 ids per device. */
   dedupe?: { windowMs?: number; maxPerDevice?: number };
+  /**
+   * Append write batches allowed in flight at once (pipelined group commit, default 3;
+   * 1 = one write at a time). Appends still resolve strictly in order [OUTBOX-WRITE-1].
+   */
+  writesInFlight?: number;
   /** How often the store runs `expire()` on its own (unref'd) timer; default 5000 ms, 0 = never. */
   expireIntervalMs?: number;
 }
