@@ -2,6 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { gatewayTopic } from '@storelink/protocols';
+import mqtt from 'mqtt';
 import { pino } from 'pino';
 import { startCloud } from '../cloud/src/index.ts';
 import { startEdge } from '../edge/src/agent.ts';
@@ -24,6 +26,11 @@ export interface DispenseBenchResult {
   meets_goal: boolean;
   /** Whole orders (notify → approved → dispensed) one after another, per second. */
   orders_per_s: number;
+  /** Split of the span at the moment the command is on the cloud broker (a subscriber sees it). */
+  cloud_p50_ms: number;
+  cloud_p99_ms: number;
+  edge_p50_ms: number;
+  edge_p99_ms: number;
   /** Baseline in the same run: driver.vend() → VEND APPROVED on the line, no cloud or MQTT. */
   serial_only_p50_ms: number;
   serial_only_p99_ms: number;
@@ -41,7 +48,7 @@ const round = (v: number) => Math.round(v * 100) / 100;
  * `bench dispense`: payment notification accepted → vend approved on the serial line.
  * The real cloud (embedded broker, PGlite, orders/payments) and the real edge agent (LevelDB
  * outbox, command router, VmcDriver) on loopback; the simulated board on the other end of
- * a @serialport/binding-mock cable (in-process, no pty), polling every 1 ms and running a
+ * a @serialport/binding-mock cable (in-process, no pty), polling every 5 ms and running a
  * 1 ms motor, so it answers at once. Each order is created over HTTP (not timed); the clock
  * starts when the simulated provider sends its signed notification (HTTP POST
  * /api/v1/payments/notify/wechat) and stops at the driver's `approved` event (VEND APPROVED
@@ -49,7 +56,8 @@ const round = (v: number) => Math.round(v * 100) / 100;
  */
 export const dispenseBench: Scenario<DispenseBenchResult> = {
   name: 'dispense',
-  description: 'payment notify (HTTP) → vend approved on the serial line; p50/p99 ms and orders/s (goal p99 < 50 ms)',
+  description:
+    'payment notify (HTTP) → vend approved on the serial line; p50/p99 ms and orders/s (goal p99 < 50 ms)',
   options: {
     orders: { type: 'string', default: '100' },
     warmup: { type: 'string', default: '10' },
@@ -64,6 +72,7 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
     const GW = 'gw-bench-vend';
     const SITE = 'bench';
     const SLOT = 1;
+    const service = { username: 'bench-svc', password: 'bench-svc-secret' };
     const PRICE = 100;
     const cloud = await startCloud(
       {
@@ -72,6 +81,7 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         broker: { mode: 'embedded', host: '127.0.0.1', port: 0 },
         store: { kind: 'pglite', dir: join(dir, 'cloud', 'pg') },
         gateways: [{ id: GW, site: SITE, password: 'gw-secret' }],
+        service,
         log: { level: 'silent' },
         payments: { providers: { wechat: { algorithm: 'hmac-sha256', key: SECRET } }, sweepIntervalMs: 0 },
       },
@@ -81,7 +91,7 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
     const board = new VmcBoard({
       path: '/dev/bench-vmc-board',
       binding: link.binding,
-      slots: [{ item: SLOT, priceCents: PRICE, stock: 1_000_000 }],
+      slots: [{ item: SLOT, priceCents: PRICE, stock: 60_000 }],
       dropOverSerial: true,
       pollMs: 5,
       motorMs: 1,
@@ -94,7 +104,12 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         dataDir: join(dir, 'edge'),
         broker: { host: '127.0.0.1', port: 0, wsPort: null },
         http: { host: '127.0.0.1', port: 0 },
-        cloud: { url: cloud.brokerUrl, username: GW, password: 'gw-secret', publicKeyPem: cloud.publicKeyPem },
+        cloud: {
+          url: cloud.brokerUrl,
+          username: GW,
+          password: 'gw-secret',
+          publicKeyPem: cloud.publicKeyPem,
+        },
         log: { level: 'silent' },
         vending: { serialPath: '/dev/bench-vmc-edge', dropGpio: 'serial', dropWindowMs: 500 },
       },
@@ -105,8 +120,6 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
     const approved = new Map<string, number>();
     const outcomes = new Map<string, (o: string) => void>();
     driver.on('approved', ({ orderId }) => approved.set(orderId, performance.now()));
-    driver.on('state', (s) => log('state', s));
-    driver.on('link', (s) => log('link', s));
     driver.on('outcome', (o) => outcomes.get(o.orderId)?.(o.outcome));
     const notify = httpNotify(cloud.httpUrl);
     const provider = new SimPaymentProvider({
@@ -122,17 +135,36 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
       },
     });
     const api = httpOrderApi(cloud.httpUrl);
+    // A listener on the command topic splits the span: cloud (notify → command on the broker), edge (→ approved).
+    const onBroker = new Map<string, number>();
+    const spy = await mqtt.connectAsync(cloud.brokerUrl, {
+      ...service,
+      clientId: 'bench-spy',
+      reconnectPeriod: 0,
+    });
+    spy.on('message', (_t, buf) => {
+      const c = JSON.parse(buf.toString()) as { type: string; payload: { orderId?: string } };
+      if (c.type === 'vend.dispense' && c.payload.orderId) onBroker.set(c.payload.orderId, performance.now());
+    });
+    await spy.subscribeAsync(gatewayTopic({ site: SITE, gateway: GW }, 'cmd'), { qos: 1 });
     try {
       await board.start();
       const t0 = Date.now();
-      while (!driver.isLinkUp) {
-        if (Date.now() - t0 > 10_000) throw new Error('the board never polled the edge');
+      // A command published before the edge has subscribed is not queued for it.
+      while (!driver.isLinkUp || !edge.status().uplink.connected) {
+        if (Date.now() - t0 > 10_000)
+          throw new Error('the board never polled the edge or the edge never reached the cloud');
         await new Promise((r) => setTimeout(r, 10));
       }
       log(`dispense: cloud ${cloud.httpUrl}, edge up, board polling; ${warmup} warm-up + ${orders} orders`);
 
       const one = async (): Promise<{ id: string; outcome: string }> => {
-        const order = await api.createOrder({ gateway: GW, slot: SLOT, amountCents: PRICE, provider: 'wechat' });
+        const order = await api.createOrder({
+          gateway: GW,
+          slot: SLOT,
+          amountCents: PRICE,
+          provider: 'wechat',
+        });
         const done = new Promise<string>((res, rej) => {
           const timer = setTimeout(() => rej(new Error(`order ${order.id}: no outcome in 10 s`)), 10_000);
           outcomes.set(order.id, (o) => {
@@ -153,6 +185,8 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         if (i === 0) log(`first order ${w.id}: ${w.outcome}`);
       }
       const latencies: number[] = [];
+      const cloudPart: number[] = [];
+      const edgePart: number[] = [];
       let dispensed = 0;
       const wall0 = performance.now();
       for (let i = 0; i < orders; i++) {
@@ -161,6 +195,11 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         const a = approved.get(id);
         const s = started.get(id);
         if (a !== undefined && s !== undefined) latencies.push(a - s);
+        const b = onBroker.get(id);
+        if (a !== undefined && s !== undefined && b !== undefined) {
+          cloudPart.push(b - s);
+          edgePart.push(a - b);
+        }
       }
       const wall = (performance.now() - wall0) / 1000;
 
@@ -173,11 +212,13 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
 
       latencies.sort((x, y) => x - y);
       serial.sort((x, y) => x - y);
+      cloudPart.sort((x, y) => x - y);
+      edgePart.sort((x, y) => x - y);
       const p99 = pct(latencies, 99);
       return {
         measured:
           'HTTP POST /api/v1/payments/notify/wechat sent → VmcDriver "approved" (VEND APPROVED written on the serial line)',
-        transport: '@serialport/binding-mock ports wired back to back (in-process), board poll 1 ms',
+        transport: '@serialport/binding-mock ports wired back to back (in-process), board poll 5 ms',
         orders,
         p50_ms: round(pct(latencies, 50)),
         p99_ms: round(p99),
@@ -185,6 +226,10 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         goal_p99_ms: 50,
         meets_goal: latencies.length === orders && p99 < 50,
         orders_per_s: round(orders / wall),
+        cloud_p50_ms: round(pct(cloudPart, 50)),
+        cloud_p99_ms: round(pct(cloudPart, 99)),
+        edge_p50_ms: round(pct(edgePart, 50)),
+        edge_p99_ms: round(pct(edgePart, 99)),
         serial_only_p50_ms: round(pct(serial, 50)),
         serial_only_p99_ms: round(pct(serial, 99)),
         dispensed,
@@ -192,6 +237,7 @@ export const dispenseBench: Scenario<DispenseBenchResult> = {
         wall_s: round(wall),
       };
     } finally {
+      await spy.endAsync();
       await board.stop();
       await edge.close();
       await cloud.close();

@@ -94,6 +94,8 @@ export const diskfull: Scenario<DiskFullResult> = {
     'budget-mb': { type: 'string', default: '512' },
     durability: { type: 'string', default: 'process' },
     'drain-timeout-s': { type: 'string', default: '90' },
+    /** How long to wait for command results and for outstanding PUBACKs once the cloud is back. */
+    'wait-s': { type: 'string', default: '60' },
   },
   async run(a) {
     const mb = num(a['fs-mb'], 24);
@@ -152,15 +154,16 @@ export const diskfull: Scenario<DiskFullResult> = {
       // Cloud back; commands while devices still publish.
       await stack.cloud.start();
       const nCmd = num(a.commands, 10);
+      const waitMs = num(a['wait-s'], 60) * 1000;
       const sent = [];
       for (let i = 0; i < nCmd; i++)
         sent.push(await sendCommand(stack, { type: 'ping', payload: { echo: `full-${i}` } }));
       const done = await Promise.all(
-        sent.map((c) => waitCommandDone(stack, c.id, 120_000).catch(() => undefined)),
+        sent.map((c) => waitCommandDone(stack, c.id, waitMs).catch(() => undefined)),
       );
       const commandsOk = done.filter((c) => c?.status === 'ok').length;
       log(`commands: ${commandsOk}/${nCmd} ok`);
-      const end = await pubs.stop({ timeoutMs: 120_000 });
+      const end = await pubs.stop({ timeoutMs: waitMs });
       log(`load stopped: ${JSON.stringify(end)}`);
       let notDrained = 0;
       try {

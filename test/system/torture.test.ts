@@ -58,7 +58,13 @@ describe('system: torture (short runs)', () => {
   );
 
   it('disk full (small tmpfs): no crash, no tx or event lost, telemetry loss only as counted drops, drains after', async () => {
-    const r = await diskfull.run({ 'fs-mb': '24', 'fill-s': '20', commands: '5', 'drain-timeout-s': '30' });
+    const r = await diskfull.run({
+      'fs-mb': '24',
+      'fill-s': '20',
+      commands: '5',
+      'drain-timeout-s': '30',
+      'wait-s': '30',
+    });
     expect(r.diskUsedPctAtFull).toBeGreaterThan(90);
     expect(r.agentCrashes).toBe(0);
     expect({
