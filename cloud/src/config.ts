@@ -35,7 +35,12 @@ const ExternalBroker = Type.Object(
   { additionalProperties: false },
 );
 const PgliteStore = Type.Object(
-  { kind: Type.Literal('pglite'), dir: Type.Optional(NonEmpty) },
+  {
+    kind: Type.Literal('pglite'),
+    dir: Type.Optional(NonEmpty),
+    /** Run PGlite in a worker thread (default true). */
+    worker: Type.Optional(Type.Boolean()),
+  },
   { additionalProperties: false },
 );
 const PostgresStore = Type.Object(
@@ -147,7 +152,7 @@ export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | '
 
 const VARIANT_KEYS: Record<string, Record<string, readonly string[]>> = {
   broker: { embedded: ['mode', 'host', 'port'], external: ['mode', 'url', 'username', 'password'] },
-  store: { pglite: ['kind', 'dir'], postgres: ['kind', 'url'] },
+  store: { pglite: ['kind', 'dir', 'worker'], postgres: ['kind', 'url'] },
 };
 
 const bad = (errors: string) => cloudError('CLOUD_ERR_CONFIG', { errors });
@@ -344,7 +349,11 @@ export function resolveCloudConfig(
     dataDir: abs(cfg.dataDir),
     store:
       cfg.store.kind === 'pglite'
-        ? { kind: 'pglite', dir: abs(cfg.store.dir ?? `${dataDir}/pglite`) }
+        ? {
+            kind: 'pglite',
+            dir: abs(cfg.store.dir ?? `${dataDir}/pglite`),
+            ...(cfg.store.worker !== undefined ? { worker: cfg.store.worker } : {}),
+          }
         : cfg.store,
     signing: { privateKeyFile: abs(cfg.signing.privateKeyFile) },
   };

@@ -10,7 +10,7 @@ import { MIGRATIONS, migrate } from './migrations.ts';
 import { openPglite } from './pglite.ts';
 import { SqlCloudStore } from './sql-store.ts';
 
-runStoreSuite('pglite (memory)', () => openStore({ kind: 'pglite' }));
+runStoreSuite('pglite (memory, this thread)', () => openStore({ kind: 'pglite', worker: false }));
 
 describe('PGlite store on disk', () => {
   const dir = mkdtempSync(join(tmpdir(), 'storelink-pglite-'));
