@@ -215,11 +215,13 @@ export async function startEdge(
     registry: metrics.registry,
     publish: (topic, payload, retain) => broker!.publish(topic, payload, 1, retain),
     append: (ev) => outbox.append(ev).then(() => undefined),
+    kv,
     onRefused: (d, topic, e) => {
       metrics.rejected.inc({ code: e.code });
       reportToDevice(d, topic, e);
     },
   });
+  await esl.load();
   const stopEslSweep = startEslSweep(esl, commands);
 
   broker = await startEdgeBroker({

@@ -1,4 +1,6 @@
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { esl, gatewayTopic, newId, signCommand } from '@storelink/protocols';
 import { afterEach, describe, expect, it } from 'vitest';
 import { EslWorld, SimClock, SimDisplay, type SimTagSpec } from '../../../firmware-sim/src/esl/index.ts';
@@ -199,6 +201,59 @@ describe('ESL: edge manager + simulated OEPL access point over MQTT', () => {
       expect.objectContaining({ tag: mac(5), code: 'LOW_BATTERY', active: true }),
     );
     expect(alerts()).toContainEqual(expect.objectContaining({ tag: mac(5), code: 'SILENT', active: true }));
+  });
+});
+
+describe('ESL: agent restart', () => {
+  it('keeps wanted and confirmed content per tag; unconfirmed content is pushed again', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'esl-restart-'));
+    const cloud = new FakeCloud();
+    await cloud.start();
+    const clock = new SimClock(Date.now());
+    const over = { devices: APS, dataDir: dir, outbox: { kind: 'level' as const } };
+    const brokerWorld = (port: number) =>
+      new EslWorld({ brokerUrl: `mqtt://127.0.0.1:${port}`, aps: APS, clock, seed: 5 });
+    let agent = await startTestEdge(cloud, over, { now: clock.now });
+    let world = brokerWorld(agent.brokerPort);
+    try {
+      world.addTag({ mac: mac(1), ap: 'ap-1', size: '1.54', bpp: 1, intervalS: 40 });
+      world.addTag({ mac: mac(2), ap: 'ap-1', size: '1.54', bpp: 1, intervalS: 40, faults: ['never_wakes'] });
+      await world.start();
+      await agent.esl.campaign({
+        campaignId: 'r1',
+        items: items([mac(1), mac(2)], content('R', 700), '1.54'),
+      });
+      const want = agent.esl.tags.get(mac(1))!.want!.dataVer;
+      await world.run(clock.now() + 60_000);
+      expect(world.tags.get(mac(1))!.shown).toBe(want);
+      await world.close();
+      await agent.close();
+
+      agent = await startTestEdge(cloud, over, { now: clock.now });
+      const r1 = agent.esl.tags.get(mac(1))!;
+      expect([r1.shown, r1.want?.confirmed]).toEqual([want, true]);
+      expect(agent.esl.tags.get(mac(2))!.want).toMatchObject({ campaignId: 'r1', confirmed: false });
+      // The tags kept their displays; the AP lost its queue with the restart of the edge side.
+      world = brokerWorld(agent.brokerPort);
+      world.addTag({ mac: mac(1), ap: 'ap-1', size: '1.54', bpp: 1, intervalS: 40 }).shown = want;
+      world.addTag({ mac: mac(2), ap: 'ap-1', size: '1.54', bpp: 1, intervalS: 40 });
+      await world.start();
+      await world.run(clock.now() + 120_000);
+      expect(world.tags.get(mac(2))!.shown).toBe(want);
+      expect(world.aps.get('ap-1')!.stats.transfers).toBe(1); // only the unconfirmed tag
+      const states = await tagStatesOf(cloud, 4);
+      expect(
+        states
+          .filter((x) => x.state === 'confirmed')
+          .map((x) => x.tag)
+          .sort(),
+      ).toEqual([mac(1), mac(2)]);
+    } finally {
+      await world.close();
+      await agent.close();
+      await cloud.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -31,6 +31,15 @@ export interface EslManagerOptions {
   append: (ev: UnsequencedEvent) => Promise<void>;
   registry?: Registry;
   renderer?: TagRenderer;
+  /**
+   * Durable per-tag state (wanted content, confirmed hash), so a restarted agent still
+   * knows what every tag must show and what it confirmed [ESL-CONFIRM-1].
+   */
+  kv?: {
+    get(key: string): Promise<string | undefined>;
+    put(key: string, value: string): Promise<void>;
+    keys(prefix: string, limit?: number): Promise<string[]>;
+  };
   /** Bad input from an AP or display: count it and tell the device (like device ingest does). */
   onRefused?: (deviceId: string, topic: string, error: StorelinkError) => void;
   /** Below this a check-in raises LOW_BATTERY (OEPL tags stop at 2450 mV). */
@@ -99,6 +108,7 @@ export interface EslStats {
 }
 
 const AP_EVENTS = new Set(esl.ESL_AP_EVENTS);
+const KV_PREFIX = 'esl!';
 const MAX_PUSH_BYTES = 2 * 1024 * 1024;
 
 /**
@@ -119,6 +129,7 @@ export class EslManager {
   private readonly maxPushes: number;
   private readonly apMax: number;
   private readonly dirtyAps = new Set<string>();
+  private readonly dirtyTags = new Set<string>();
   private readonly cancelled = new Set<string>();
   private readonly s = { duplicate: 0, stale: 0, pushes: 0, cpuUs: 0 };
   private readonly m: {
@@ -217,6 +228,7 @@ export class EslManager {
       if (!w || w.campaignId !== campaignId || w.confirmed) continue;
       events.push(this.state(rec.mac, w, 'cancelled'));
       rec.want = undefined;
+      this.dirtyTags.add(rec.mac);
       if (rec.ap) this.queue(rec.ap).waiting.delete(rec.mac);
       if (rec.atAp && rec.ap && rec.kind === 'tag') {
         const list = byAp.get(rec.ap) ?? [];
@@ -345,6 +357,7 @@ export class EslManager {
     if (c.wakeReason >= esl.OEPL.wakeRebootMin) {
       // Boot, scan or watchdog: the tag lost its image; push the current content again.
       rec.shown = undefined;
+      this.dirtyTags.add(rec.mac);
     }
     const w = rec.want;
     if (w && rec.shown !== w.dataVer && rec.atAp !== w.dataVer) this.schedulePush(rec);
@@ -362,6 +375,7 @@ export class EslManager {
       return;
     }
     rec.shown = dataVer;
+    this.dirtyTags.add(mac);
     if (!w || w.dataVer !== dataVer) {
       // Older content finished after newer content was queued: not a confirmation.
       this.s.stale++;
@@ -498,6 +512,8 @@ export class EslManager {
 
   /** Publishes what waits, per AP, within its free slots. */
   async flush(): Promise<void> {
+    if (this.dirtyAps.size === 0) return;
+    await this.prepare(); // re-pushes after a restart render before any campaign did
     const aps = [...this.dirtyAps];
     this.dirtyAps.clear();
     for (const ap of aps) {
@@ -602,6 +618,7 @@ export class EslManager {
 
   private state(tag: string, w: Want, state: esl.TagState, reason?: FailReason): UnsequencedEvent {
     this.m?.states.inc({ state });
+    this.dirtyTags.add(tag);
     const p: esl.EslTagState = { campaignId: w.campaignId, tag, state, dataVer: w.dataVer, at: this.o.now() };
     if (reason) p.reason = reason;
     return this.event(esl.ESL_TAG_STATE, tag.length <= 64 ? tag : this.o.gateway, p);
@@ -632,7 +649,52 @@ export class EslManager {
   }
 
   private async appendAll(events: UnsequencedEvent[]): Promise<void> {
+    await this.persist();
     for (const e of events) await this.o.append(e);
+  }
+
+  /** Writes the changed tag records (before their events are acknowledged anywhere). */
+  private async persist(): Promise<void> {
+    const kv = this.o.kv;
+    if (!kv || this.dirtyTags.size === 0) return;
+    const macs = [...this.dirtyTags];
+    this.dirtyTags.clear();
+    for (let i = 0; i < macs.length; i += 256)
+      await Promise.all(
+        macs.slice(i, i + 256).map((mac) => {
+          const r = this.tags.get(mac);
+          if (!r) return undefined;
+          const w = r.want;
+          const doc = {
+            kind: r.kind,
+            ap: r.ap,
+            shown: r.shown,
+            want: w && { ...w, image: undefined },
+          };
+          return kv.put(KV_PREFIX + mac, JSON.stringify(doc));
+        }),
+      );
+  }
+
+  /** Restores what a previous run persisted; call once before the broker accepts APs. */
+  async load(): Promise<number> {
+    const kv = this.o.kv;
+    if (!kv) return 0;
+    let n = 0;
+    for (const key of await kv.keys(KV_PREFIX)) {
+      const raw = await kv.get(key);
+      if (!raw) continue;
+      const doc = JSON.parse(raw) as { kind: 'tag' | 'display'; ap?: string; shown?: string; want?: Want };
+      const rec = this.record(key.slice(KV_PREFIX.length), doc.kind);
+      rec.ap = doc.ap;
+      rec.shown = doc.shown;
+      rec.want = doc.want ? { ...doc.want, image: undefined } : undefined;
+      // What the AP holds is unknown after a restart: unconfirmed content is pushed again
+      // (the AP replaces its item for the MAC, so this costs a slot at most once).
+      if (rec.want && !rec.want.confirmed) this.schedulePush(rec);
+      n++;
+    }
+    return n;
   }
 
   private cpu(fn: () => void): void {

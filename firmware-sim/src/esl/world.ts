@@ -102,12 +102,8 @@ export class SimAp {
   online = true;
   private lastAckMac: string | null = null;
   private client: MqttClient | null = null;
-  private out = {
-    checkins: [] as esl.TagCheckinT[],
-    completes: [] as esl.MacVerT[],
-    timeouts: [] as esl.MacVerT[],
-    nacks: [] as Array<{ mac: string; dataVer: string; reason: 'queue_full' }>,
-  };
+  /** What the radio reported, in the order it happened (the edge must see that order). */
+  private out: Array<{ type: string; item: unknown }> = [];
   private n = 0;
 
   constructor(
@@ -136,7 +132,10 @@ export class SimAp {
       if (p.attemptsLeft <= 1) {
         this.pending.delete(mac);
         this.stats.timeouts++;
-        this.out.timeouts.push({ mac, dataVer: p.dataVer, at: this.clock.now() });
+        this.out.push({
+          type: esl.ESL_XFER_TIMEOUT,
+          item: { mac, dataVer: p.dataVer, at: this.clock.now() },
+        });
       }
     }
   }
@@ -155,7 +154,10 @@ export class SimAp {
         // needs a free slot (NOQ> when all 250 are taken).
         if (!this.pending.has(it.mac) && this.pending.size >= this.maxPending) {
           this.stats.queueFull++;
-          this.out.nacks.push({ mac: it.mac, dataVer: it.dataVer, reason: 'queue_full' });
+          this.out.push({
+            type: esl.ESL_PUSH_NACK,
+            item: { mac: it.mac, dataVer: it.dataVer, reason: 'queue_full' },
+          });
           continue;
         }
         this.pending.set(it.mac, {
@@ -173,7 +175,7 @@ export class SimAp {
   // ---------- radio side (called by tags on the simulated clock) ----------
 
   checkin(tag: SimTag): Pending | undefined {
-    this.out.checkins.push({
+    const c: esl.TagCheckinT = {
       mac: tag.mac,
       at: this.clock.now(),
       batteryMv: tag.batteryMv,
@@ -181,7 +183,8 @@ export class SimAp {
       rssi: tag.rssi,
       lqi: tag.lqi,
       wakeReason: tag.wakeReason,
-    });
+    };
+    this.out.push({ type: esl.ESL_CHECKIN, item: c });
     return this.pending.get(tag.mac);
   }
 
@@ -209,7 +212,7 @@ export class SimAp {
     }
     this.lastAckMac = mac;
     this.stats.completesForwarded++;
-    this.out.completes.push({ mac, dataVer, at: this.clock.now() });
+    this.out.push({ type: esl.ESL_XFER_COMPLETE, item: { mac, dataVer, at: this.clock.now() } });
   }
 
   /** Publishes what the radio collected (QoS1) and waits for the edge's PUBACKs. */
@@ -217,21 +220,16 @@ export class SimAp {
     const c = this.client;
     if (!c) return;
     const sends: Promise<unknown>[] = [];
-    const send = (type: string, items: unknown[]) => {
-      for (let i = 0; i < items.length; i += 500) {
-        const body = JSON.stringify({
-          id: `${this.id}-${++this.n}`,
-          ts: this.clock.now(),
-          items: items.slice(i, i + 500),
-        });
-        sends.push(c.publishAsync(deviceEventTopic(this.id, type), body, { qos: 1 }));
-      }
-    };
-    // Completions before check-ins: a rebooted tag's check-in must follow its last XFC.
-    if (this.out.completes.length) send(esl.ESL_XFER_COMPLETE, this.out.completes.splice(0));
-    if (this.out.timeouts.length) send(esl.ESL_XFER_TIMEOUT, this.out.timeouts.splice(0));
-    if (this.out.nacks.length) send(esl.ESL_PUSH_NACK, this.out.nacks.splice(0));
-    if (this.out.checkins.length) send(esl.ESL_CHECKIN, this.out.checkins.splice(0));
+    // Runs of one type become one message each, in order; MQTT keeps the order on the
+    // connection (a check-in after a reboot must not overtake the XFC before it).
+    const out = this.out.splice(0);
+    for (let i = 0; i < out.length; ) {
+      const type = out[i]!.type;
+      const items: unknown[] = [];
+      while (i < out.length && out[i]!.type === type && items.length < 500) items.push(out[i++]!.item);
+      const body = JSON.stringify({ id: `${this.id}-${++this.n}`, ts: this.clock.now(), items });
+      sends.push(c.publishAsync(deviceEventTopic(this.id, type), body, { qos: 1 }));
+    }
     await Promise.all(sends);
   }
 
