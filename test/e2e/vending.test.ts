@@ -165,6 +165,8 @@ beforeAll(async () => {
   );
   await board.start();
   await until('the board polls the edge', () => edge.status().vending?.link.up);
+  // A command published before the edge subscribed is not queued for it.
+  await until('the edge reaches the cloud', () => edge.status().uplink.connected);
   provider = new SimPaymentProvider({
     algorithm: 'hmac-sha256',
     key: SECRET,
