@@ -1,6 +1,6 @@
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, type Stack, startStack } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark } from '../../test/helpers/tmp.ts';
 import { log, num, rng, type Scenario, str } from '../lib.ts';
 import { type DeliveryReport, verifyDelivery } from '../../test/helpers/verify.ts';
 import {
@@ -67,6 +67,7 @@ export const crash: Scenario<CrashResult> = {
     seed: { type: 'string' },
   },
   async run(a) {
+    const mark = tempMark();
     const kills = num(a.kills, 200);
     const seed = num(a.seed, Date.now() % 1_000_000);
     const random = rng(seed);
@@ -152,7 +153,7 @@ export const crash: Scenario<CrashResult> = {
     } finally {
       await pubs.close().catch(() => undefined);
       await stack.close();
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
   },
 };

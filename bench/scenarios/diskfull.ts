@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { sendCommand, waitCommandDone } from '../../test/helpers/commands.ts';
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, startStack } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs, tempDir } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark, tempDir } from '../../test/helpers/tmp.ts';
 import { verifyDelivery } from '../../test/helpers/verify.ts';
 import { log, num, type Scenario, str } from '../lib.ts';
 import { type AckRecord, ours, readEdgeOutbox, startQos1Publishers, waitDrained } from './common.ts';
@@ -98,6 +98,7 @@ export const diskfull: Scenario<DiskFullResult> = {
     'wait-s': { type: 'string', default: '60' },
   },
   async run(a) {
+    const mark = tempMark();
     const mb = num(a['fs-mb'], 24);
     const fs = smallFs(mb);
     const devices = [...makeDevices(3, 'telemetry', 'tel'), ...makeDevices(1, 'device.alarm', 'alm')];
@@ -237,7 +238,7 @@ export const diskfull: Scenario<DiskFullResult> = {
       } catch {
         // already gone
       }
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
   },
 };

@@ -2,7 +2,7 @@ import { newId, type UnsequencedEvent } from '@storelink/protocols';
 import { openEdgeStore } from '../../edge/src/outbox/index.ts';
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, startStack, waitFor } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark } from '../../test/helpers/tmp.ts';
 import { log, num, type Scenario, str } from '../lib.ts';
 
 export interface DrainResult {
@@ -43,6 +43,7 @@ export const drain: Scenario<DrainResult> = {
     'hold-s': { type: 'string', default: '3' },
   },
   async run(a) {
+    const mark = tempMark();
     const events = num(a.events, 1_000_000);
     const cloudBroker = str(a['cloud-broker'], 'embedded') as 'embedded' | 'mosquitto';
     const devices = makeDevices(10, 'device.alarm', 'drn');
@@ -115,7 +116,7 @@ export const drain: Scenario<DrainResult> = {
       };
     } finally {
       await stack.close();
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
   },
 };

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { freePort, sleep, waitForPort } from '../../test/helpers/ports.ts';
 import { Proc } from '../../test/helpers/proc.ts';
 import { makeDevices, ROOT, type Stack, startStack } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs, tempDir } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark, tempDir } from '../../test/helpers/tmp.ts';
 import { log, num, type Scenario } from '../lib.ts';
 import { startQos1Publishers } from './common.ts';
 
@@ -41,6 +41,7 @@ export const ingest: Scenario<IngestResult> = {
     rounds: { type: 'string', default: '1' },
   },
   async run(a) {
+    const mark = tempMark();
     const nDev = num(a.devices, 10);
     const inflight = num(a.inflight, 32);
     const payloadBytes = num(a['payload-bytes'], 200);
@@ -66,7 +67,7 @@ export const ingest: Scenario<IngestResult> = {
         }
       }
     } finally {
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
     const med = (xs: number[]) => {
       const s = [...xs].sort((x, y) => x - y);

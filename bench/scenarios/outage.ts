@@ -1,6 +1,6 @@
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, startStack } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark } from '../../test/helpers/tmp.ts';
 import { log, num, type Scenario, str } from '../lib.ts';
 import { type AckRecord, checkCloud, startQos1Publishers, waitDrained } from './common.ts';
 
@@ -42,6 +42,7 @@ export const outage: Scenario<OutageResult> = {
     durability: { type: 'string', default: 'process' },
   },
   async run(a) {
+    const mark = tempMark();
     const outageS = num(a['outage-s'], 20);
     const restarts = num(a.restarts, 1);
     const cloudBroker = str(a['cloud-broker'], 'mosquitto') as 'mosquitto' | 'embedded';
@@ -108,7 +109,7 @@ export const outage: Scenario<OutageResult> = {
     } finally {
       await pubs.close().catch(() => undefined);
       await stack.close();
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
   },
 };

@@ -2,7 +2,7 @@ import { closeSync, openSync, readdirSync, statSync, truncateSync, writeSync } f
 import { join } from 'node:path';
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, startStack } from '../../test/helpers/stack.ts';
-import { cleanupTempDirs } from '../../test/helpers/tmp.ts';
+import { cleanupTempDirs, tempMark } from '../../test/helpers/tmp.ts';
 import { type StoredRow, verifyDelivery } from '../../test/helpers/verify.ts';
 import { log, num, type Scenario, str } from '../lib.ts';
 import {
@@ -94,6 +94,7 @@ export const powerloss: Scenario<PowerLossResult> = {
     verify: { type: 'string', default: 'cloud' },
   },
   async run(a) {
+    const mark = tempMark();
     const mode = str(a.mode, 'truncate') as 'truncate' | 'zero';
     const verify = str(a.verify, 'cloud') as 'cloud' | 'edge';
     const nDev = num(a.devices, 4);
@@ -186,7 +187,7 @@ export const powerloss: Scenario<PowerLossResult> = {
       };
     } finally {
       await stack.close();
-      cleanupTempDirs();
+      cleanupTempDirs(mark);
     }
   },
 };
