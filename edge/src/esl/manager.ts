@@ -621,7 +621,7 @@ export class EslManager {
     this.dirtyTags.add(tag);
     const p: esl.EslTagState = { campaignId: w.campaignId, tag, state, dataVer: w.dataVer, at: this.o.now() };
     if (reason) p.reason = reason;
-    return this.event(esl.ESL_TAG_STATE, tag.length <= 64 ? tag : this.o.gateway, p);
+    return this.event(esl.ESL_TAG_STATE, this.reporter(tag), p);
   }
 
   private alert(rec: TagRecord, code: 'LOW_BATTERY' | 'SILENT', active: boolean): UnsequencedEvent {
@@ -629,7 +629,17 @@ export class EslManager {
     if (rec.batteryMv !== undefined) p.batteryMv = rec.batteryMv;
     if (rec.lastCheckin !== undefined) p.lastCheckin = rec.lastCheckin;
     (active ? this.o.logger.warn : this.o.logger.info).call(this.o.logger, p, `ESL alert ${code}`);
-    return this.event(esl.ESL_ALERT, rec.mac, p);
+    return this.event(esl.ESL_ALERT, this.reporter(rec.mac), p);
+  }
+
+  /**
+   * The envelope's `device` is the device that reported (the AP, or the display itself),
+   * never the tag: tags are not MQTT devices and must not fill the fleet's device list.
+   */
+  private reporter(tag: string): string {
+    const r = this.tags.get(tag);
+    if (r?.kind === 'display') return r.mac;
+    return r?.ap ?? this.o.gateway;
   }
 
   private event(type: string, device: string, payload: unknown): UnsequencedEvent {
