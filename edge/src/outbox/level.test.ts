@@ -56,8 +56,10 @@ function batchSpy() {
   const spy = { calls: 0, syncs: [] as boolean[], failNext: 0, error: new Error('no space left on device') };
   Object.assign(spy.error, { code: 'ENOSPC' });
   const onDb = (db: Db) => {
-    const batch = db.batch.bind(db) as (ops: unknown, o?: { sync?: boolean }) => Promise<void>;
-    (db as unknown as { batch: typeof batch }).batch = (ops, o) => {
+    // classic-level's own _batch: both db.batch and the outbox's direct path end there.
+    const raw = db as unknown as { _batch: (ops: unknown, o?: { sync?: boolean }) => Promise<void> };
+    const batch = raw._batch.bind(db);
+    raw._batch = (ops, o) => {
       spy.calls++;
       spy.syncs.push(o?.sync === true);
       if (spy.failNext > 0) {

@@ -31,8 +31,10 @@ function gate() {
     held: [] as Array<{ ok: () => void; fail: (e: Error) => void }>,
   };
   const onDb = (db: Db) => {
-    const real = db.batch.bind(db) as BatchFn;
-    (db as unknown as { batch: BatchFn }).batch = (ops, o) => {
+    // classic-level's own _batch: both db.batch and the outbox's direct path end there.
+    const raw = db as unknown as { _batch: BatchFn };
+    const real = raw._batch.bind(db);
+    raw._batch = (ops, o) => {
       let done: Promise<void>;
       if (g.failNext > 0) {
         g.failNext--;
