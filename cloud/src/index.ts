@@ -134,6 +134,11 @@ export async function startCloud(
       now,
     });
     stops.push(() => commands.close());
+    ingest.onGatewayOnline((gateway) => {
+      commands.redeliverOpen(gateway).catch((e: unknown) => {
+        logger.warn({ gateway, err: (e as Error).message }, 'command redelivery failed');
+      });
+    });
     const sendCommand = (c: SendCommandInput) => commands.send(c);
     // Vending orders/payments (docs/vending.md): needs the SQL store for its ingest hook.
     const vending =

@@ -91,6 +91,11 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['type'] as const,
       registers,
     }),
+    commandsRedelivered: new Counter({
+      name: 'storelink_cloud_commands_redelivered_total',
+      help: 'Open commands published again when their gateway came online [CMD-REDELIVER-1]',
+      registers,
+    }),
     commandResults: new Counter({
       name: 'storelink_cloud_command_results_total',
       help: 'Command results committed, by status',

@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import {
+  type CommandEnvelope,
   checkCommandBody,
   gatewayTopic,
   newId,
@@ -155,6 +156,48 @@ export class CommandService {
       `command ${envelope.type} sent to ${gw.id}`,
     );
     return (await store.getCommand(envelope.id))!;
+  }
+
+  /**
+   * Publishes again every command of `gateway` that has no result yet and has not
+   * expired [CMD-REDELIVER-1]. A command published while the gateway was offline (or
+   * before it first subscribed) is otherwise lost with its clean session; the stored
+   * envelope is resent as signed, and the edge's ledger runs it at most once whatever
+   * the number of copies [CMD-ONCE-1].
+   */
+  async redeliverOpen(gateway: string): Promise<number> {
+    const now = this.now();
+    const open = (await this.opts.store.listCommands({ gateway, limit: 500 })).filter(
+      (c) => (c.status === 'pending' || c.status === 'sent') && c.expiresAt > now,
+    );
+    let sent = 0;
+    for (const c of open.reverse()) {
+      const envelope: CommandEnvelope = {
+        v: 1,
+        id: c.id,
+        type: c.type,
+        target: c.device !== null ? { device: c.device } : {},
+        issuedAt: c.issuedAt,
+        expiresAt: c.expiresAt,
+        payload: c.payload,
+        sig: c.sig,
+      };
+      try {
+        await this.transport.publish(
+          gatewayTopic({ site: c.site, gateway }, 'cmd'),
+          JSON.stringify(envelope),
+        );
+        if (c.status === 'pending') await this.opts.store.markCommandSent(c.id, this.now());
+        sent++;
+      } catch (e) {
+        this.log.warn({ id: c.id, gateway, err: (e as Error).message }, 'command redelivery failed');
+      }
+    }
+    if (sent > 0) {
+      this.opts.metrics.commandsRedelivered.inc(sent);
+      this.log.info({ gateway, commands: sent }, `redelivered ${sent} open command(s) to ${gateway}`);
+    }
+    return sent;
   }
 
   get connected(): boolean {

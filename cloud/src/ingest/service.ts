@@ -214,13 +214,22 @@ export class IngestService {
     this.account(batch, r, receivedAt);
   }
 
+  private readonly onlineListeners: Array<(gateway: string) => void> = [];
+
+  /** Called after a birth was applied: the gateway has (re)subscribed to its `cmd` topic. */
+  onGatewayOnline(listener: (gateway: string) => void): void {
+    this.onlineListeners.push(listener);
+  }
+
   /** [PRESENCE-BDSEQ-1] is decided by the store, in a transaction. */
   private async handleState(state: GatewayState, receivedAt: number): Promise<void> {
     const r = await this.opts.store.applyGatewayState(state, receivedAt);
     this.opts.metrics.gatewayStates.inc({ state: state.state, applied: String(r.applied) });
     const line = { gateway: state.gateway, state: state.state, bdSeq: state.bdSeq, ...r };
-    if (r.applied) this.log.info(line, `gateway ${state.gateway} is ${state.state}`);
-    else
+    if (r.applied) {
+      this.log.info(line, `gateway ${state.gateway} is ${state.state}`);
+      if (state.state === 'online') for (const l of this.onlineListeners) l(state.gateway);
+    } else
       this.log.info(
         line,
         `gateway ${state.gateway} ${state.state} (bdSeq ${state.bdSeq}) ignored: ${r.reason}`,
