@@ -169,7 +169,7 @@ export const diskfull: Scenario<DiskFullResult> = {
       let notDrained = 0;
       try {
         await waitDrained(stack, num(a['drain-timeout-s'], 90) * 1000);
-      } catch (e) {
+      } catch {
         const st2 = await stack.edgeStatus();
         notDrained = st2.outbox.depth;
         log(`NOT DRAINED: depth ${notDrained}; uplink ${JSON.stringify(st2.uplink)}`);
