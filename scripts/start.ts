@@ -14,6 +14,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { httpNotify, httpOrderApi, SimBuyer, SimPaymentProvider } from '../firmware-sim/src/payment/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -37,6 +38,22 @@ interface DemoConfigs {
   sim: string;
   cloudHttp: string;
   edgeHttp: string;
+  /** Present when socat is installed: the vending machine on a serial pty pair. */
+  vending?: VendingDemo;
+}
+
+interface VendingDemo {
+  edgePty: string;
+  boardPty: string;
+  slots: Array<{ item: number; priceCents: number; stock: number }>;
+  providerKey: string;
+}
+
+function findOnPath(bin: string): string | undefined {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && existsSync(join(dir, bin))) return join(dir, bin);
+  }
+  return undefined;
 }
 
 /** Prefers the documented port; falls back to a free one when something else holds it. */
@@ -77,6 +94,18 @@ async function ensureConfigs(): Promise<DemoConfigs> {
       edgeHttp: await portOr(8081),
     };
     const gatewayPassword = secret();
+    // The vending machine needs a serial link between two processes: a socat pty pair.
+    const vending: VendingDemo | undefined = findOnPath('socat')
+      ? {
+          edgePty: join(DATA, 'vmc', 'edge.pty'),
+          boardPty: join(DATA, 'vmc', 'board.pty'),
+          slots: [
+            { item: 11, priceCents: 350, stock: 500 },
+            { item: 12, priceCents: 500, stock: 500 },
+          ],
+          providerKey: secret(),
+        }
+      : undefined;
     const privateKeyFile = join(DATA, 'cloud', 'command-key.pem');
     const devices = [
       { id: 'fridge-1', kind: 'fridge', password: secret(), intervalMs: 1000 },
@@ -92,6 +121,9 @@ async function ensureConfigs(): Promise<DemoConfigs> {
       signing: { privateKeyFile },
       service: { username: 'storelink-cloud', password: secret() },
       gateways: [{ id: GATEWAY, site: SITE, name: 'Demo store, machine 1', password: gatewayPassword }],
+      ...(vending
+        ? { payments: { providers: { wechat: { algorithm: 'hmac-sha256', key: vending.providerKey } } } }
+        : {}),
       log: { level: 'info' },
     };
     const edge = {
@@ -107,19 +139,35 @@ async function ensureConfigs(): Promise<DemoConfigs> {
         publicKeyFile: `${privateKeyFile}.pub`,
       },
       devices: devices.map(({ id, password, kind }) => ({ id, password, kind })),
+      // The board reports the drop over the link (no GPIO here) [docs/vending.md].
+      ...(vending
+        ? {
+            vending: {
+              serialPath: vending.edgePty,
+              slots: vending.slots.map((s) => s.item),
+              dropGpio: 'serial',
+            },
+          }
+        : {}),
       log: { level: 'info' },
     };
     const sim = { brokerUrl: `mqtt://127.0.0.1:${ports.edgeMqtt}`, devices };
     writeFileSync(paths.cloud, JSON.stringify(cloud, null, 2) + '\n', { mode: 0o600 });
     writeFileSync(paths.edge, JSON.stringify(edge, null, 2) + '\n', { mode: 0o600 });
     writeFileSync(paths.sim, JSON.stringify(sim, null, 2) + '\n', { mode: 0o600 });
+    if (vending)
+      writeFileSync(join(CONFIG_DIR, 'vending-demo.json'), JSON.stringify(vending, null, 2) + '\n');
   }
+  const vendingFile = join(CONFIG_DIR, 'vending-demo.json');
   const cloud = readJson<{ http: { port: number } }>(paths.cloud);
   const edge = readJson<{ http: { port: number } }>(paths.edge);
   return {
     ...paths,
     cloudHttp: `http://127.0.0.1:${cloud.http.port}`,
     edgeHttp: `http://127.0.0.1:${edge.http.port}`,
+    ...(existsSync(vendingFile) && findOnPath('socat')
+      ? { vending: readJson<VendingDemo>(vendingFile) }
+      : {}),
   };
 }
 
@@ -133,8 +181,12 @@ const procs: Proc[] = [];
 let stopping = false;
 
 function launch(name: string, bin: string, config: string): Proc {
+  return launchArgv(name, process.execPath, [join(ROOT, bin), '--config', config]);
+}
+
+function launchArgv(name: string, command: string, argv: string[]): Proc {
   const log = createWriteStream(join(LOG_DIR, `${name}.log`), { flags: 'a' });
-  const child = spawn(process.execPath, [join(ROOT, bin), '--config', config], {
+  const child = spawn(command, argv, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: process.env,
@@ -188,6 +240,96 @@ async function getJson<T>(url: string): Promise<T | undefined> {
   }
 }
 
+// ---------------- the vending machine: serial link, board, buyers ----------------
+
+async function startSerialLink(v: VendingDemo): Promise<void> {
+  mkdirSync(join(DATA, 'vmc'), { recursive: true });
+  launchArgv('socat', 'socat', [`pty,raw,echo=0,link=${v.edgePty}`, `pty,raw,echo=0,link=${v.boardPty}`]);
+  const deadline = Date.now() + 10_000;
+  while (!(existsSync(v.edgePty) && existsSync(v.boardPty))) {
+    if (Date.now() > deadline) throw new Error('socat did not create the serial pty pair');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function startBoard(v: VendingDemo): void {
+  const slots = v.slots.map((s) => `${s.item}:${s.priceCents}:${s.stock}`).join(',');
+  launchArgv('board', process.execPath, [
+    '--import',
+    'tsx',
+    join(ROOT, 'firmware-sim/src/vmc/main.ts'),
+    '--path',
+    v.boardPty,
+    '--slots',
+    slots,
+  ]);
+}
+
+interface OrderRow {
+  id: string;
+  state: string;
+  slot: number;
+  amountCents: number;
+  failureReason?: string | null;
+}
+
+/** A buyer every 15 s: create the order (the machine's QR flow), pay, follow it to its end. */
+class PurchaseFlow {
+  private readonly provider: SimPaymentProvider;
+  private readonly buyer: SimBuyer;
+  private current: { id: string; slot: number; amountCents: number; paidAt: number } | undefined;
+  private lastAt = 0;
+  private n = 0;
+  line = 'waiting for the first buyer';
+  readonly totals = { dispensed: 0, refunded: 0 };
+
+  constructor(
+    private readonly cfg: DemoConfigs,
+    private readonly v: VendingDemo,
+  ) {
+    this.provider = new SimPaymentProvider({
+      algorithm: 'hmac-sha256',
+      key: v.providerKey,
+      now: Date.now,
+      deliver: httpNotify(cfg.cloudHttp),
+    });
+    this.buyer = new SimBuyer(httpOrderApi(cfg.cloudHttp), this.provider);
+  }
+
+  async step(now: number): Promise<void> {
+    await this.provider.tick(now).catch(() => undefined);
+    if (this.current) {
+      const order = await getJson<OrderRow>(`${this.cfg.cloudHttp}/api/v1/orders/${this.current.id}`);
+      if (order && ['dispensed', 'refunded', 'failed', 'refunding'].includes(order.state)) {
+        const took = now - this.current.paidAt;
+        if (order.state === 'dispensed') this.totals.dispensed++;
+        if (order.state === 'refunded' || order.state === 'refunding') this.totals.refunded++;
+        const why = order.failureReason ? ` (${order.failureReason})` : '';
+        this.line = `order ${order.id.slice(-6)} slot ${order.slot} ¥${(order.amountCents / 100).toFixed(2)} paid → ${order.state}${why} in ${took} ms`;
+        // `refunding` ends the demo buyer's wait: the refund itself needs the provider's
+        // refund API, which only a real provider adapter gives the cloud (docs/vending.md).
+        this.current = undefined;
+      }
+      return;
+    }
+    if (now - this.lastAt < 15_000) return;
+    this.lastAt = now;
+    const slot = this.v.slots[this.n++ % this.v.slots.length]!;
+    try {
+      const { order } = await this.buyer.buy({
+        gateway: GATEWAY,
+        slot: slot.item,
+        amountCents: slot.priceCents,
+      });
+      this.current = { id: order.id, slot: slot.item, amountCents: slot.priceCents, paidAt: Date.now() };
+      await this.provider.tick(Date.now());
+      this.line = `order ${order.id.slice(-6)} slot ${slot.item} paid, dispensing…`;
+    } catch (e) {
+      this.line = `buyer could not order: ${(e as Error).message}`;
+    }
+  }
+}
+
 // ---------------- live summary ----------------
 
 interface EdgeStatus {
@@ -222,6 +364,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
   let lastRoundTrip = '—';
   let lastPing = 0;
   const tty = process.stdout.isTTY && !args.plain;
+  const purchases = cfg.vending ? new PurchaseFlow(cfg, cfg.vending) : undefined;
   if (!tty) {
     console.log(
       `API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`,
@@ -260,6 +403,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       }
     }
 
+    await purchases?.step(now);
     const devices = status?.devices ?? [];
     const online = devices.filter((d) => d.online).length;
     const lines = [
@@ -271,6 +415,9 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       `events/s acked      ${ackRate.toFixed(1)}   (acked ${acked})`,
       `outbox depth        ${status?.outbox?.depth ?? '—'} events, ${status?.outbox?.bytes ?? '—'} bytes, oldest ${status?.outbox?.oldestAgeMs ?? '—'} ms`,
       `last command        ping → fridge-1: ${lastRoundTrip}`,
+      purchases
+        ? `last purchase       ${purchases.line}   (dispensed ${purchases.totals.dispensed}, refunded ${purchases.totals.refunded})`
+        : 'last purchase       vending demo off (needs socat for the serial link: apt-get install socat)',
       '',
       `API        ${cfg.cloudHttp}/api/v1/gateways`,
       `API docs   ${cfg.cloudHttp}/docs`,
@@ -279,7 +426,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       'Ctrl-C stops everything',
     ];
     if (tty) process.stdout.write('\x1b[H\x1b[2J' + lines.join('\n') + '\n');
-    else if (Math.round((now - startedAt) / 1000) % 5 === 0) console.log(lines.slice(2, 8).join(' | '));
+    else if (Math.round((now - startedAt) / 1000) % 5 === 0) console.log(lines.slice(2, 9).join(' | '));
     await new Promise((r) => setTimeout(r, 1000));
   }
 }
@@ -291,9 +438,11 @@ async function main(): Promise<void> {
   console.log(`data and configs in ${DATA}`);
   launch('cloud', 'cloud/bin/storelink-cloud.js', cfg.cloud);
   await waitReady('cloud', cfg.cloudHttp);
+  if (cfg.vending) await startSerialLink(cfg.vending);
   launch('edge', 'edge/bin/storelink-edge.js', cfg.edge);
   await waitReady('edge', cfg.edgeHttp);
   launch('sim', 'firmware-sim/bin/storelink-sim.js', cfg.sim);
+  if (cfg.vending) startBoard(cfg.vending);
   const duration = args.duration ? Number(args.duration) * 1000 : undefined;
   await summaryLoop(cfg, duration);
   await shutdown(0);
