@@ -26,7 +26,7 @@ describe('edge config', () => {
     expect(c.broker.port).toBe(1883);
     expect(c.outbox.kind).toBe('level');
     expect(c.outbox.lanes.telemetry.ttlMs).toBeGreaterThan(0);
-    expect(c.cloud.batchMaxEvents).toBe(500);
+    expect(c.cloud.batchMaxEvents).toBe(2000);
     expect(c.log.level).toBe('info');
   });
 
