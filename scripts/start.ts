@@ -14,6 +14,8 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync }
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { Writable } from 'node:stream';
+import { eslDemoDevices, startEslDemo } from '../firmware-sim/src/esl/demo.ts';
 import { httpNotify, httpOrderApi, SimBuyer, SimPaymentProvider } from '../firmware-sim/src/payment/index.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -38,6 +40,8 @@ interface DemoConfigs {
   sim: string;
   cloudHttp: string;
   edgeHttp: string;
+  edgeMqtt: string;
+  eslAps: Array<{ id: string; password: string }>;
   /** Present when socat is installed: the vending machine on a serial pty pair. */
   vending?: VendingDemo;
 }
@@ -126,6 +130,8 @@ async function ensureConfigs(): Promise<DemoConfigs> {
         : {}),
       log: { level: 'info' },
     };
+    // The store's ESL access point: a device of the edge broker like any other [docs/esl.md].
+    const eslAps = eslDemoDevices(() => secret());
     const edge = {
       site: SITE,
       gateway: GATEWAY,
@@ -138,7 +144,7 @@ async function ensureConfigs(): Promise<DemoConfigs> {
         password: gatewayPassword,
         publicKeyFile: `${privateKeyFile}.pub`,
       },
-      devices: devices.map(({ id, password, kind }) => ({ id, password, kind })),
+      devices: [...devices.map(({ id, password, kind }) => ({ id, password, kind })), ...eslAps],
       // The board reports the drop over the link (no GPIO here) [docs/vending.md].
       ...(vending
         ? {
@@ -160,11 +166,17 @@ async function ensureConfigs(): Promise<DemoConfigs> {
   }
   const vendingFile = join(CONFIG_DIR, 'vending-demo.json');
   const cloud = readJson<{ http: { port: number } }>(paths.cloud);
-  const edge = readJson<{ http: { port: number } }>(paths.edge);
+  const edge = readJson<{
+    http: { port: number };
+    broker: { port: number };
+    devices: Array<{ id: string; password: string; kind?: string }>;
+  }>(paths.edge);
   return {
     ...paths,
     cloudHttp: `http://127.0.0.1:${cloud.http.port}`,
     edgeHttp: `http://127.0.0.1:${edge.http.port}`,
+    edgeMqtt: `mqtt://127.0.0.1:${edge.broker.port}`,
+    eslAps: edge.devices.filter((d) => d.kind === 'esl-ap').map(({ id, password }) => ({ id, password })),
     ...(existsSync(vendingFile) && findOnPath('socat')
       ? { vending: readJson<VendingDemo>(vendingFile) }
       : {}),
@@ -178,6 +190,7 @@ interface Proc {
 }
 
 const procs: Proc[] = [];
+const stopHooks: Array<() => Promise<void>> = [];
 let stopping = false;
 
 function launch(name: string, bin: string, config: string): Proc {
@@ -222,6 +235,7 @@ async function waitReady(name: string, url: string, timeoutMs = 60_000): Promise
 
 async function shutdown(code: number): Promise<never> {
   stopping = true;
+  for (const hook of stopHooks) await hook();
   // Stop in reverse order: devices, then the edge (it publishes its death), then the cloud.
   for (const p of [...procs].reverse()) {
     p.child.kill('SIGINT');
@@ -330,6 +344,67 @@ class PurchaseFlow {
   }
 }
 
+// ---------------- electronic price tags: a price campaign in the demo store ----------------
+
+interface CampaignProgress {
+  total: number;
+  counts: Record<string, number>;
+  done?: boolean;
+}
+
+/**
+ * Changes four prices in the demo store and lets 12 simulated tags behind one access
+ * point pick them up; the summary shows the campaign tag by tag, confirmed by hash. The
+ * demo's own progress bar and report go to logs/esl.log.
+ */
+class PriceCampaignDemo {
+  campaignId: string | undefined;
+  line = 'starting';
+  private stopDemo: (() => Promise<void>) | undefined;
+
+  constructor(private readonly cfg: DemoConfigs) {}
+
+  start(): void {
+    const log = createWriteStream(join(LOG_DIR, 'esl.log'), { flags: 'a' });
+    const self = this;
+    const out = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const m = /price campaign (\S+)/.exec(chunk.toString());
+        if (m) self.campaignId = m[1];
+        log.write(chunk, cb);
+      },
+    });
+    startEslDemo({
+      cloudUrl: this.cfg.cloudHttp,
+      edgeBrokerUrl: this.cfg.edgeMqtt,
+      site: SITE,
+      gateway: GATEWAY,
+      aps: this.cfg.eslAps,
+      out,
+      timeoutMs: 600_000,
+    }).then(
+      (demo) => {
+        this.stopDemo = () => demo.stop();
+      },
+      (e: unknown) => {
+        this.line = `demo failed: ${(e as Error).message} (see ${LOG_DIR}/esl.log)`;
+      },
+    );
+  }
+
+  async refresh(): Promise<void> {
+    if (!this.campaignId) return;
+    const p = await getJson<CampaignProgress>(`${this.cfg.cloudHttp}/api/v1/campaigns/${this.campaignId}`);
+    if (!p) return;
+    const c = p.counts;
+    this.line = `${c.confirmed ?? 0}/${p.total} tags confirmed by hash (pushed ${c.pushed ?? 0}, waiting ${c.sent ?? 0}, failed ${c.failed ?? 0}, superseded ${c.superseded ?? 0})`;
+  }
+
+  async stop(): Promise<void> {
+    await this.stopDemo?.().catch(() => undefined);
+  }
+}
+
 // ---------------- live summary ----------------
 
 interface EdgeStatus {
@@ -365,6 +440,9 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
   let lastPing = 0;
   const tty = process.stdout.isTTY && !args.plain;
   const purchases = cfg.vending ? new PurchaseFlow(cfg, cfg.vending) : undefined;
+  const prices = cfg.eslAps.length > 0 ? new PriceCampaignDemo(cfg) : undefined;
+  prices?.start();
+  stopHooks.push(async () => prices?.stop());
   if (!tty) {
     console.log(
       `API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`,
@@ -404,6 +482,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
     }
 
     await purchases?.step(now);
+    await prices?.refresh();
     const devices = status?.devices ?? [];
     const online = devices.filter((d) => d.online).length;
     const lines = [
@@ -418,6 +497,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       purchases
         ? `last purchase       ${purchases.line}   (dispensed ${purchases.totals.dispensed}, refunded ${purchases.totals.refunded})`
         : 'last purchase       vending demo off (needs socat for the serial link: apt-get install socat)',
+      `price campaign      ${prices ? prices.line : 'off (this data dir predates the ESL demo)'}`,
       '',
       `API        ${cfg.cloudHttp}/api/v1/gateways`,
       `API docs   ${cfg.cloudHttp}/docs`,
@@ -426,7 +506,7 @@ async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Pr
       'Ctrl-C stops everything',
     ];
     if (tty) process.stdout.write('\x1b[H\x1b[2J' + lines.join('\n') + '\n');
-    else if (Math.round((now - startedAt) / 1000) % 5 === 0) console.log(lines.slice(2, 9).join(' | '));
+    else if (Math.round((now - startedAt) / 1000) % 5 === 0) console.log(lines.slice(2, 10).join(' | '));
     await new Promise((r) => setTimeout(r, 1000));
   }
 }

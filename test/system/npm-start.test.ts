@@ -32,7 +32,7 @@ function runStart(seconds: number): Promise<{ code: number | null; out: string }
 }
 
 it('starts cloud, edge and devices, shows events flowing and a command round trip, stops cleanly', async () => {
-  const first = await runStart(25);
+  const first = await runStart(50);
   expect(first.code, first.out).toBe(0);
   expect(first.out).toMatch(/devices online\s+4\/4/);
   expect(first.out).toMatch(/uplink\s+connected/);
@@ -40,9 +40,13 @@ it('starts cloud, edge and devices, shows events flowing and a command round tri
   const stored = [...first.out.matchAll(/stored (\d+)/g)].map((m) => Number(m[1]));
   expect(Math.max(...stored)).toBeGreaterThan(10);
   expect(first.out).toContain('/docs');
+  // The vending machine over a socat pty pair (socat is installed by .ci/run) sells an item.
+  expect(first.out).toMatch(/last purchase\s+order \S+ slot \d+ ¥[\d.]+ paid → dispensed in \d+ ms/);
+  // The demo store's price campaign ends with every tag confirming the content hash.
+  expect(first.out).toMatch(/price campaign\s+(\d+)\/\1 tags confirmed by hash/);
 
   // Logs of a clean run carry no error-level lines.
-  for (const name of ['cloud', 'edge', 'sim']) {
+  for (const name of ['cloud', 'edge', 'sim', 'board']) {
     const log = readFileSync(join(dataDir, 'logs', `${name}.log`), 'utf8');
     expect(log.split('\n').filter((l) => /"level":(50|60)/.test(l))).toEqual([]);
   }
