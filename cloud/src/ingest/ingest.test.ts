@@ -415,3 +415,71 @@ describe('acknowledgement only after commit [OUTBOX-ACK-2]', () => {
     await g.close();
   });
 });
+
+describe('bounded ingest queue (maxPendingBytes)', () => {
+  let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
+  let ingest: IngestService;
+  const releases: (() => void)[] = [];
+
+  beforeAll(async () => {
+    const store = cloud.store;
+    await store.upsertGateway({ id: 'gw-q', site: 's', passwordHash: await hashPassword(PASSWORD) }, 1);
+    const metrics = createCloudMetrics();
+    const logger = silentLogger();
+    const service = { username: 'svc', password: 'svc-secret' };
+    broker = await startEmbeddedBroker({
+      host: '127.0.0.1',
+      port: 0,
+      service,
+      credentials: (id) => store.getGatewayCredentials(id),
+      metrics,
+      logger,
+    });
+    // Every commit is held until the test lets it go.
+    const held = Object.create(store) as CloudStore;
+    held.ingestBatch = async (b, at): Promise<IngestResult> => {
+      await new Promise<void>((r) => releases.push(r));
+      return store.ingestBatch(b, at);
+    };
+    ingest = await IngestService.start({
+      broker: { url: broker.url, ...service },
+      store: held,
+      metrics,
+      logger,
+      maxPendingBytes: 1000,
+    });
+  });
+  afterAll(async () => {
+    await ingest?.close();
+    await broker?.close();
+  });
+
+  it('stops reading (its PUBACK withheld) while received payloads exceed the byte bound', async () => {
+    const gw = { gateway: 'gw-q', site: 's' };
+    const g = await connectGateway(broker.url, { username: 'gw-q', password: PASSWORD });
+    await g.client.subscribeAsync(gatewayTopic(gw, 'ack'), { qos: 1 });
+    const epoch = newId();
+    const big = (from: number) => JSON.stringify(batchOf(gw, epoch, telemetryRun(gw, from, 10)));
+    expect(Buffer.byteLength(big(1))).toBeGreaterThan(1000);
+    // (The gateway's own PUBACK comes from the broker; what waits is the ingest's.)
+    await g.client.publishAsync(gatewayTopic(gw, 'up'), big(1), { qos: 1 });
+    await g.client.publishAsync(gatewayTopic(gw, 'up'), big(11), { qos: 1 });
+    await waitFor(() => releases.length === 1, 'the first batch to reach the store');
+    await sleep(150);
+    // One batch over the bound: its PUBACK waits and the second is not even read.
+    expect(ingest.queued.messages).toBe(1);
+    expect(ingest.queued.bytes).toBe(Buffer.byteLength(big(1)));
+    expect(releases.length).toBe(1);
+    releases.shift()!();
+    await waitFor(() => releases.length === 1, 'the second batch to reach the store');
+    expect(ingest.queued.messages).toBe(1);
+    releases.shift()!();
+    const ack = await waitFor(
+      () => g.acks().find((a: Ack) => a.acks.telemetry === 20),
+      'the ack of both batches',
+    );
+    expect(ack).toMatchObject({ epoch });
+    await waitFor(() => ingest.queued.messages === 0 && ingest.queued.bytes === 0, 'an empty queue');
+    await g.close();
+  });
+});

@@ -32,6 +32,12 @@ export interface IngestOptions {
    * slow down instead of this process buffering without bound.
    */
   maxPending?: number;
+  /**
+   * The same bound in bytes of received payloads (default 32 MiB): with 1 MiB batches a
+   * count alone would let 256 parsed batches (~1 GB of objects) pile up while the store
+   * commits more slowly than a gateway drains.
+   */
+  maxPendingBytes?: number;
 }
 
 type Channel = 'up' | 'state' | 'hb';
@@ -46,11 +52,13 @@ type Channel = 'up' | 'state' | 'hb';
 export class IngestService {
   private readonly chains = new Map<string, Promise<void>>();
   private pending = 0;
+  private pendingBytes = 0;
   private readonly waiting: (() => void)[] = [];
   private closed = false;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly maxPending: number;
+  private readonly maxPendingBytes: number;
 
   private constructor(
     private readonly client: MqttClient,
@@ -59,6 +67,7 @@ export class IngestService {
     this.log = opts.logger.child({ component: 'ingest' });
     this.now = opts.now ?? Date.now;
     this.maxPending = opts.maxPending ?? 256;
+    this.maxPendingBytes = opts.maxPendingBytes ?? 32 * 2 ** 20;
   }
 
   static async start(opts: IngestOptions): Promise<IngestService> {
@@ -75,7 +84,7 @@ export class IngestService {
     client.on('message', (topic, payload) => svc.onMessage(topic, payload));
     // Backpressure: the PUBACK (and the reading of the next packet) waits for room.
     client.handleMessage = (_packet, done) => {
-      if (svc.pending <= svc.maxPending || svc.closed) done();
+      if (svc.hasRoom() || svc.closed) done();
       else svc.waiting.push(() => done());
     };
     try {
@@ -93,6 +102,16 @@ export class IngestService {
     }
     svc.log.info('ingest subscribed to sl/v1/+/+/(up|state|hb)');
     return svc;
+  }
+
+  /** Room for one more message: both bounds hold (the message just received counts). */
+  private hasRoom(): boolean {
+    return this.pending <= this.maxPending && this.pendingBytes <= this.maxPendingBytes;
+  }
+
+  /** Batches and payload bytes received but not yet handled (the bounded ingest queue). */
+  get queued(): { messages: number; bytes: number } {
+    return { messages: this.pending, bytes: this.pendingBytes };
   }
 
   get connected(): boolean {
@@ -135,7 +154,7 @@ export class IngestService {
     up: (addr, payload, receivedAt) => {
       const c = checkUplink(addr, payload);
       if (!c.ok) this.refuse(addr, 'up', c);
-      else this.enqueue(addr.gateway, () => this.handleUplink(c.value, receivedAt));
+      else this.enqueue(addr.gateway, () => this.handleUplink(c.value, receivedAt), payload.length);
     },
     state: (addr, payload, receivedAt) => {
       const c = checkState(addr, payload);
@@ -164,8 +183,9 @@ export class IngestService {
   }
 
   /** Per-gateway order, parallel across gateways; a failure never breaks the chain. */
-  private enqueue(gateway: string, job: () => Promise<void>): void {
+  private enqueue(gateway: string, job: () => Promise<void>, bytes = 0): void {
     this.pending += 1;
+    this.pendingBytes += bytes;
     this.opts.metrics.ingestQueue.set(this.pending);
     const prev = this.chains.get(gateway) ?? Promise.resolve();
     const next = prev
@@ -176,9 +196,10 @@ export class IngestService {
       })
       .finally(() => {
         this.pending -= 1;
+        this.pendingBytes -= bytes;
         this.opts.metrics.ingestQueue.set(this.pending);
         if (this.chains.get(gateway) === next) this.chains.delete(gateway);
-        while (this.waiting.length > 0 && this.pending <= this.maxPending) this.waiting.shift()!();
+        while (this.waiting.length > 0 && this.hasRoom()) this.waiting.shift()!();
       });
     this.chains.set(gateway, next);
   }
@@ -203,14 +224,18 @@ export class IngestService {
     }
     const ack: Ack = { v: 1, epoch: r.epoch, acks: r.acks, at: this.now() };
     const topic = gatewayTopic(batch, 'ack');
-    try {
-      // Retained: a gateway that reconnects learns its watermark at once.
-      await this.client.publishAsync(topic, JSON.stringify(ack), { qos: 1, retain: true });
-    } catch (e) {
+    // Retained: a gateway that reconnects learns its watermark at once. Handed to the
+    // client in commit order (MQTT.js sends in order) but its PUBACK is NOT awaited here:
+    // while the ingest queue is full, reading from the broker (hence that PUBACK) waits
+    // for this job to finish, so awaiting it would deadlock the queue; and the next batch
+    // can commit meanwhile.
+    this.client.publish(topic, JSON.stringify(ack), { qos: 1, retain: true }, (e) => {
+      if (!e) return;
       // Committed but not acknowledged: the resend will be a duplicate and get this ack.
       metrics.ingestFailed.inc({ code: 'CLOUD_ERR_BROKER' });
-      throw cloudError('CLOUD_ERR_BROKER', { client: 'ingest', reason: (e as Error).message }, { cause: e });
-    }
+      const err = cloudError('CLOUD_ERR_BROKER', { client: 'ingest', reason: e.message }, { cause: e });
+      this.log.error({ err, code: err.code, gateway: batch.gateway }, err.message);
+    });
     this.account(batch, r, receivedAt);
   }
 
