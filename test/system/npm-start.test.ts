@@ -34,7 +34,7 @@ function runStart(seconds: number): Promise<{ code: number | null; out: string }
 it('starts cloud, edge and devices, shows events flowing and a command round trip, stops cleanly', async () => {
   const first = await runStart(50);
   expect(first.code, first.out).toBe(0);
-  expect(first.out).toMatch(/devices online\s+4\/4/);
+  expect(first.out).toMatch(/devices online\s+5\/5\s+fridge-1 fridge-2 vend-1 vend-2 esl-ap-1/);
   expect(first.out).toMatch(/uplink\s+connected/);
   expect(first.out).toMatch(/ping → fridge-1: ok in \d+ ms/);
   const stored = [...first.out.matchAll(/stored (\d+)/g)].map((m) => Number(m[1]));
@@ -48,7 +48,10 @@ it('starts cloud, edge and devices, shows events flowing and a command round tri
   // Logs of a clean run carry no error-level lines.
   for (const name of ['cloud', 'edge', 'sim', 'board']) {
     const log = readFileSync(join(dataDir, 'logs', `${name}.log`), 'utf8');
-    expect(log.split('\n').filter((l) => /"level":(50|60)/.test(l))).toEqual([]);
+    expect(
+      log.split('\n').filter((l) => /"level":(50|60)/.test(l)),
+      name,
+    ).toEqual([]);
   }
 
   const second = await runStart(12);

@@ -34,6 +34,10 @@ export interface UplinkStatus {
   drainPerSecond: number;
   lastError: string | null;
   nextAttemptAt: number | null;
+  /** Connect attempts that could not persist their bdSeq (so did not connect) [UPLINK-BDSEQ-2]. */
+  bdSeqPersistFailures: number;
+  /** Why the last bdSeq persist failed; null once one succeeded. */
+  bdSeqPersistError: string | null;
 }
 
 /**
@@ -52,6 +56,8 @@ export class Uplink {
   private lastError: string | null = null;
   private timer: NodeJS.Timeout | null = null;
   private nextAttemptAt: number | null = null;
+  private bdSeqPersistFailures = 0;
+  private bdSeqPersistError: string | null = null;
   private readonly topics: { up: string; ack: string; cmd: string; state: string; hb: string };
   private offAppend: (() => void) | null = null;
 
@@ -86,7 +92,14 @@ export class Uplink {
   async start(): Promise<void> {
     this.offAppend = this.o.outbox.onAppend(() => this.sender.wake());
     this.bdSeq = Number((await this.o.kv.get(BDSEQ_KEY)) ?? 0);
-    await this.connect();
+    try {
+      await this.connect();
+    } catch (e) {
+      // [UPLINK-BDSEQ-2] e.g. the bdSeq could not be persisted: retried with backoff, never fatal.
+      this.lastError = (e as Error).message;
+      this.o.logger.error({ err: this.lastError }, 'cloud connect failed');
+      this.scheduleReconnect();
+    }
   }
 
   status(): UplinkStatus {
@@ -101,6 +114,8 @@ export class Uplink {
       drainPerSecond: s.drainPerSecond,
       lastError: this.lastError,
       nextAttemptAt: this.nextAttemptAt,
+      bdSeqPersistFailures: this.bdSeqPersistFailures,
+      bdSeqPersistError: this.bdSeqPersistError,
     };
   }
 
@@ -138,8 +153,23 @@ export class Uplink {
     if (this.closed) return;
     // Persist the new bdSeq before connecting, so the will of this session and the birth
     // carry a number no earlier session used, even across restarts [PRESENCE-BDSEQ-1].
+    // [UPLINK-BDSEQ-2] If that write fails (disk full, store reopening) this attempt does
+    // not connect: an unpersisted bdSeq could be handed out again after a restart, and a
+    // late will of this session would then mark the next, live session offline. The
+    // attempt fails, the reconnect backoff retries (the store reopens itself meanwhile).
     const bdSeq = this.bdSeq + 1;
-    await this.o.kv.put(BDSEQ_KEY, String(bdSeq), { sync: true });
+    try {
+      await this.o.kv.put(BDSEQ_KEY, String(bdSeq), { sync: true });
+    } catch (e) {
+      this.bdSeqPersistFailures++;
+      this.bdSeqPersistError = (e as Error).message;
+      this.o.logger.error(
+        { err: this.bdSeqPersistError, bdSeq, failures: this.bdSeqPersistFailures },
+        'could not persist the next bdSeq; not connecting, retrying with backoff',
+      );
+      throw new Error(`bdSeq ${bdSeq} could not be persisted: ${this.bdSeqPersistError}`, { cause: e });
+    }
+    this.bdSeqPersistError = null;
     this.bdSeq = bdSeq;
     if (this.closed) return;
     const c = this.o.cloud;
@@ -249,7 +279,10 @@ export class Uplink {
     this.sender.stop();
     const client = this.client;
     this.client = null;
-    if (!client) return;
+    if (!client) {
+      await this.sender.settled();
+      return;
+    }
     client.removeAllListeners('close');
     if (this.connected) {
       this.connected = false;
@@ -266,5 +299,9 @@ export class Uplink {
     const timeout = new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 3000).unref());
     if ((await Promise.race([ended, timeout])) === 'timeout')
       await client.endAsync(true).catch(() => undefined);
+    // No ack can arrive any more; let those already received reach the outbox before the
+    // agent closes the store (an ack applied to a closed store would only log an error).
+    client.removeAllListeners('message');
+    await this.sender.settled();
   }
 }

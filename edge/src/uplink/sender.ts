@@ -119,6 +119,11 @@ export class UplinkSender {
     return this.ackChain;
   }
 
+  /** Resolves when every ack received so far has been applied (the store may then close). */
+  async settled(): Promise<void> {
+    await this.ackChain;
+  }
+
   private async applyAck(ack: Ack): Promise<void> {
     const { outbox, now } = this.o;
     if (ack.epoch !== outbox.epoch) {
