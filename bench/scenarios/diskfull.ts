@@ -20,6 +20,10 @@ export interface DiskFullResult {
   /** PUBACKed telemetry not in the cloud: allowed only up to what the edge counted as dropped [LANE-1]. */
   lostTelemetry: number;
   telemetryDropped: number;
+  /** The edge's telemetry drops by reason (`disk`: refused below the disk reserve [OUTBOX-DISK-1]). */
+  telemetryDropReasons: Record<string, number>;
+  /** Times the edge reopened its store after a write error [OUTBOX-DISK-2]. */
+  storeReopens: number;
   /** lostTelemetry - telemetryDropped when positive: telemetry lost without being counted (must be 0). */
   uncountedTelemetryLoss: number;
   commands: number;
@@ -181,6 +185,8 @@ export const diskfull: Scenario<DiskFullResult> = {
       }
       const final = await stack.edgeStatus();
       const telemetryDropped = final.outbox.lanes.telemetry?.dropped ?? 0;
+      const telemetryDropReasons = { ...(final.outbox.lanes.telemetry?.dropReasons ?? {}) };
+      const storeReopens = (final as { store?: { reopens?: number } }).store?.reopens ?? 0;
       const rows = await stack.cloudEvents(['tx', 'event', 'telemetry']);
       watching = false;
       if (notDrained > 0) {
@@ -219,6 +225,8 @@ export const diskfull: Scenario<DiskFullResult> = {
         ackedTelemetry: tel.acked,
         lostTelemetry: tel.lost,
         telemetryDropped,
+        telemetryDropReasons,
+        storeReopens,
         uncountedTelemetryLoss: Math.max(0, tel.lost - telemetryDropped),
         commands: nCmd,
         commandsOk,

@@ -14,7 +14,7 @@ import { build } from './http/index.ts';
 import { edgeEvent } from './ingest/edge-events.ts';
 import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
-import { openEdgeStore } from './outbox/index.ts';
+import { openEdgeStore, type StoreHealth } from './outbox/index.ts';
 import type { EdgeStore, OutboxStats } from './outbox/types.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 import {
@@ -70,6 +70,8 @@ export interface EdgeStatus {
   } & DrainFigures;
   uplink: UplinkStatus;
   recovery: EdgeStore['recovery'];
+  /** LevelDB store: disk reserve, reopens after write errors [OUTBOX-DISK-1] [OUTBOX-DISK-2]. */
+  store?: StoreHealth;
   /** Present when the config has a `vending` section. */
   vending?: VendingStatus;
 }
@@ -337,6 +339,7 @@ export async function startEdge(
       },
       uplink: uplink.status(),
       recovery: store.recovery,
+      ...('health' in store ? { store: (store as { health(): StoreHealth }).health() } : {}),
       ...(vending ? { vending: vending.status() } : {}),
     };
   };

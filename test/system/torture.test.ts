@@ -65,7 +65,11 @@ describe('system: torture (short runs)', () => {
       'drain-timeout-s': '30',
       'wait-s': '30',
     });
-    expect(r.diskUsedPctAtFull).toBeGreaterThan(90);
+    // The disk reserve [OUTBOX-DISK-1] refuses telemetry/event before the disk fills (on this
+    // 24 MB tmpfs the default reserve is half of it), so the fill ends at the reserve, not at
+    // 100 %: telemetry was refused and counted, commands (tx) still completed.
+    expect(r.telemetryDropReasons.disk ?? 0).toBeGreaterThan(0);
+    expect(r.commandsOk).toBe(r.commands);
     expect(r.agentCrashes).toBe(0);
     expect({
       lostEvent: r.lostEvent,

@@ -50,7 +50,13 @@ export interface OutboxStats {
   depth: number;
   bytes: number;
   oldestAgeMs: number;
-  lanes: Record<Lane, LaneStats & { dropReasons: Record<DropReason, number> }>;
+  lanes: Record<
+    Lane,
+    LaneStats & {
+      /** `disk`: telemetry refused below the disk reserve since start [OUTBOX-DISK-1] (no seq, not persisted). */
+      dropReasons: Record<DropReason, number> & { disk?: number };
+    }
+  >;
 }
 
 export interface Outbox {

@@ -232,6 +232,34 @@ describe('uplink', () => {
     expect(kv.get(BDSEQ_KEY)).toBe('3');
   });
 
+  it('a bdSeq that cannot be persisted is retried with backoff and never used unpersisted [UPLINK-BDSEQ-2]', async () => {
+    const kv = new Map<string, string>();
+    const store = createFakeStore(Date.now, kv);
+    const put = store.kv.put.bind(store.kv);
+    let failures = 3;
+    store.kv.put = async (key, value, opts) => {
+      if (key === BDSEQ_KEY && failures > 0) {
+        failures--;
+        throw new Error('IO error: 000012.log: No space left on device');
+      }
+      return put(key, value, opts);
+    };
+    // Starting does not throw although the first persist fails.
+    agent = await startTestEdge(cloud, {}, { store });
+    expect(agent.status().uplink).toMatchObject({ connected: false });
+    expect(agent.status().uplink.bdSeqPersistFailures).toBeGreaterThanOrEqual(1);
+    expect(agent.status().uplink.bdSeqPersistError).toMatch(/No space/);
+    await until(() => agent!.status().uplink.connected, 8000, 'connected once the persist works');
+    expect(agent.status().uplink).toMatchObject({
+      bdSeq: 1,
+      bdSeqPersistFailures: 3,
+      bdSeqPersistError: null,
+    });
+    // No session ran with an unpersisted number: the first birth carries the persisted 1.
+    expect(cloud.states.map((s) => s.payload.bdSeq)).toEqual([1]);
+    expect(kv.get(BDSEQ_KEY)).toBe('1');
+  });
+
   it('reconnects with backoff while the cloud refuses, and publishes heartbeats', async () => {
     cloud.gate(() => false);
     const store = createFakeStore();
