@@ -100,6 +100,10 @@ function openStore(config: EdgeConfig, now: () => number, logger: Logger): Promi
     maxBytes: o.maxBytes,
     lanes: o.lanes,
     now,
+    // [OUTBOX-DISK-1] unset: the computed default reserve; 0: no reserve.
+    ...(o.diskReserveBytes === undefined
+      ? {}
+      : { disk: o.diskReserveBytes === 0 ? false : { reserveBytes: o.diskReserveBytes } }),
     onLog: (level, msg, data) => logger[level]({ component: 'outbox', ...data }, msg),
   });
 }

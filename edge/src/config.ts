@@ -115,6 +115,11 @@ export const EdgeConfigSchema = Type.Object(
         kind: Type.Union([Type.Literal('level'), Type.Literal('memory')], { default: 'level' }),
         durability: Type.Union([Type.Literal('process'), Type.Literal('power')], { default: 'process' }),
         maxBytes: Type.Integer({ minimum: 1024, default: 512 * 1024 * 1024 }),
+        /**
+         * Free disk space kept for tx, acks and compaction [OUTBOX-DISK-1]: below it telemetry
+         * and event appends are refused. Unset: max(16 MiB, 2 % of the fs), at most half of it; 0 = off.
+         */
+        diskReserveBytes: Type.Optional(Type.Integer({ minimum: 0 })),
         lanes: Type.Object(
           {
             tx: Type.Object(
