@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { type CloudApp, startCloud } from '@storelink/cloud';
 import { type EdgeAgent, startEdge } from '@storelink/edge';
 import { pino } from 'pino';
+import { waitFor } from '../helpers/wait.ts';
 import { afterAll, expect, it } from 'vitest';
 
 const silent = pino({ level: 'silent' });
@@ -22,15 +23,8 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function until<T>(what: string, probe: () => Promise<T | undefined>, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000) =>
+  waitFor(probe, ms, what, 50);
 
 it('delivers a command issued while the gateway was offline once it comes online, and runs it once', async () => {
   cloud = await startCloud(

@@ -21,6 +21,7 @@ import {
 } from '@storelink/protocols';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
+import { waitFor } from '../helpers/wait.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMockLink } from '../../edge/src/vending/mock-link.ts';
 import { httpNotify, httpOrderApi, SimBuyer } from '../../firmware-sim/src/payment/buyer.ts';
@@ -44,15 +45,8 @@ let buyer: SimBuyer;
 let client: mqtt.MqttClient;
 const topic = gatewayTopic({ site: SITE, gateway: GW }, 'cmd');
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 10_000) =>
+  waitFor(probe, ms, what, 20);
 
 async function api<T>(path: string): Promise<T> {
   return (await (await fetch(`${cloud.httpUrl}/api/v1${path}`)).json()) as T;

@@ -18,6 +18,7 @@ import {
 } from '@storelink/protocols';
 import mqtt from 'mqtt';
 import { pino } from 'pino';
+import { waitFor } from '../helpers/wait.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const SITE = 'e2e-store';
@@ -35,15 +36,8 @@ const devices = [
 ];
 const loadDevice = { id: 'load-1', password: 'pw-load-1' };
 
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+const until = <T>(what: string, probe: () => Promise<T | undefined> | T | undefined, ms = 20_000) =>
+  waitFor(probe, ms, what, 50);
 
 async function api<T>(path: string, init?: RequestInit): Promise<{ status: number; body: T }> {
   const r = await fetch(`${cloud.httpUrl}/api/v1${path}`, {

@@ -3,6 +3,9 @@ import { join, resolve } from 'node:path';
 import { generateSigningKeys } from '@storelink/protocols';
 import { type Mosquitto, startMosquitto } from './mosquitto.ts';
 import { freePorts, sleep, waitForPort } from './ports.ts';
+import { waitFor } from './wait.ts';
+
+export { waitFor };
 import { Proc } from './proc.ts';
 import { tempDir } from './tmp.ts';
 import type { StoredRow } from './verify.ts';
@@ -288,28 +291,4 @@ export function epochsOf(counts: unknown): string[] {
   };
   walk(counts);
   return [...found];
-}
-
-/** Polls `fn` until it returns a truthy value. */
-export async function waitFor<T>(
-  fn: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  timeoutMs: number,
-  what: string,
-  everyMs = 250,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`,
-      );
-    await sleep(everyMs);
-  }
 }
