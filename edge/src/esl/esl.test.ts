@@ -171,7 +171,16 @@ describe('ESL: edge manager + simulated OEPL access point over MQTT', () => {
         }
       },
     });
-    const states = (await tagStates(s)).filter((x) => x.campaignId === 'mix');
+    // The sweep's final states travel through the outbox and uplink like any event: wait
+    // until every tag of the campaign has one at the cloud before judging them.
+    const mixStates = async () => (await tagStates(s)).filter((x) => x.campaignId === 'mix');
+    await until(
+      async () =>
+        new Set((await mixStates()).filter((x) => x.state !== 'pushed').map((x) => x.tag)).size >= 8,
+      10_000,
+      'a final state for every tag of the campaign at the cloud',
+    );
+    const states = await mixStates();
     const final = new Map<string, string>();
     for (const x of states)
       if (x.state !== 'pushed') final.set(x.tag, x.reason ? `${x.state}:${x.reason}` : x.state);
