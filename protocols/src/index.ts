@@ -5,6 +5,7 @@ export * from './errors.ts';
 export * as esl from './esl.ts';
 export * from './events.ts';
 export * from './ids.ts';
+export * from './members.ts';
 export * as mdb from './mdb/index.ts';
 export * from './signing.ts';
 export * from './topics.ts';
