@@ -131,6 +131,30 @@ export const PROTO_ERRORS = {
     message: 'vending serial command {command} is out of sequence in state {state}',
     fix: 'the peers disagree on the session state; the cashless device answers OUT OF SEQUENCE and the VMC resets it',
   },
+  PROTO_ERR_RFID_CRC: {
+    message: 'RFID reader frame ({framing}) has check {got}, expected {want} ({bytes})',
+    fix: 'line noise or a garbled frame: it is dropped and the inventory retried; check wiring, baud rate and the reader framing setting if it persists',
+  },
+  PROTO_ERR_RFID_LENGTH: {
+    message: 'RFID reader frame has a bad length ({framing}): {reason}',
+    fix: 'see docs/protocol.md "RFID reader serial links" for the frame layouts',
+  },
+  PROTO_ERR_RFID_GARBAGE: {
+    message: 'skipped {skipped} bytes that are not an RFID reader frame ({bytes})',
+    fix: 'line noise or a reader that started mid-frame; the parser resynchronises on the next frame',
+  },
+  PROTO_ERR_RFID_TRUNCATED: {
+    message: 'RFID reader frame was cut off ({pending} bytes pending: {bytes})',
+    fix: 'the reader stopped mid-frame (reset, unplugged cable); the driver retries the inventory',
+  },
+  PROTO_ERR_RFID_PAYLOAD: {
+    message: 'RFID reader frame ({framing}) has a well-formed check but a malformed body: {reason} ({bytes})',
+    fix: 'check that rfid.framing in the gateway config matches the reader (chafon or r2000)',
+  },
+  PROTO_ERR_RFID_FIELD: {
+    message: 'RFID frame field {field}={value} is out of range: {reason}',
+    fix: 'antennas are 1..4, EPCs 1..62 bytes of hex; see docs/protocol.md "RFID reader serial links"',
+  },
 } as const satisfies Catalogue;
 
 export type ProtoErrorCode = keyof typeof PROTO_ERRORS;
