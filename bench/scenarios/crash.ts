@@ -1,3 +1,4 @@
+import { buildEdgeBundle } from '../../test/helpers/edge-bundle.ts';
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, type Stack, startStack } from '../../test/helpers/stack.ts';
 import { cleanupTempDirs, tempMark } from '../../test/helpers/tmp.ts';
@@ -86,7 +87,15 @@ export const crash: Scenario<CrashResult> = {
     ];
     const t0 = Date.now();
     const verify = str(a.verify, 'cloud') as 'cloud' | 'edge';
-    const stack = await startStack({ cloudBroker, devices, durability, startCloud: verify === 'cloud' });
+    // The bundled edge restarts in a fraction of the tsx bin's time: 200 restarts fit in minutes.
+    const edgeBin = await buildEdgeBundle();
+    const stack = await startStack({
+      cloudBroker,
+      devices,
+      durability,
+      startCloud: verify === 'cloud',
+      edgeBin,
+    });
     const ackLog: AckRecord[] = [];
     const runId = `c${seed.toString(36)}`;
     const pubs = startQos1Publishers({

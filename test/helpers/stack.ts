@@ -31,6 +31,8 @@ export interface StackOptions {
   edge?: Record<string, unknown>;
   /** Extra edge outbox config merged over the defaults. */
   outbox?: Record<string, unknown>;
+  /** Edge entry file (default the tsx bin); `buildEdgeBundle()` gives a fast-starting one. */
+  edgeBin?: string;
   /** Start the edge now (default true). */
   startEdge?: boolean;
   /** Start the cloud now (default true). */
@@ -100,6 +102,11 @@ export function makeDevices(
   return Array.from({ length: n }, (_, i) => ({ id: `${prefix}${i}`, password: `pw-${prefix}${i}`, type }));
 }
 
+function nodeArgsFromEnv(name: string): string[] {
+  const raw = process.env[`STORELINK_NODE_ARGS_${name.toUpperCase()}`] ?? '';
+  return raw.split(' ').filter(Boolean);
+}
+
 /** Spawns `node <bin> --config <file>` under supervision. */
 export function nodeProc(
   name: string,
@@ -111,7 +118,9 @@ export function nodeProc(
   return new Proc({
     name,
     command: process.execPath,
-    args: [bin, '--config', configFile],
+    // STORELINK_NODE_ARGS: extra node flags for the spawned process (e.g. `--cpu-prof`
+    // for profiling a benchmark target); NODE_OPTIONS refuses some of them.
+    args: [...nodeArgsFromEnv(name), bin, '--config', configFile],
     cwd: ROOT,
     logFile,
     readyUrl,
@@ -200,7 +209,13 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   const cloudHttp = `http://127.0.0.1:${cloudHttpPort}`;
   const edgeHttp = `http://127.0.0.1:${edgeHttpPort}`;
   const cloud = nodeProc('cloud', CLOUD_BIN, cloudConfigFile, join(dir, 'cloud.log'), `${cloudHttp}/readyz`);
-  const edge = nodeProc('edge', EDGE_BIN, edgeConfigFile, join(dir, 'edge.log'), `${edgeHttp}/readyz`);
+  const edge = nodeProc(
+    'edge',
+    opts.edgeBin ?? EDGE_BIN,
+    edgeConfigFile,
+    join(dir, 'edge.log'),
+    `${edgeHttp}/readyz`,
+  );
 
   const auth = `Basic ${Buffer.from(`${service.username}:${service.password}`).toString('base64')}`;
   const cloudApi = (path: string, init: RequestInit = {}) =>
@@ -264,6 +279,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       return (await r.json()) as EdgeStatusLike;
     },
     async close() {
+      // A profiled edge must exit on its own to write its profile.
+      if (process.env.STORELINK_NODE_ARGS_EDGE) await edge.stop(15_000);
       await edge.dispose();
       await cloud.dispose();
       await mosquitto?.dispose();
