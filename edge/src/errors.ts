@@ -128,6 +128,71 @@ export const EDGE_ERRORS = {
     message: 'controller sent {command} in reader state {state}',
     fix: 'the reader answered OUT OF SEQUENCE and the controller resets it; persistent cases point to a controller firmware bug',
   },
+  EDGE_ERR_SHADOW_STALE: {
+    message: 'shadow version {version} for {target} is stale: version {applied} is already applied',
+    fix: 'nothing to do: a newer desired shadow already reached this gateway [SHADOW-VERSION-1]; change the shadow again to apply something else',
+    status: 409,
+  },
+  EDGE_ERR_SHADOW_KEY: {
+    message: 'shadow of {target} has a key this gateway cannot apply: {reason}',
+    fix: 'use only the gateway keys listed in docs/fleet-shadows-rollouts.md; nothing of this version was applied',
+    status: 400,
+  },
+  EDGE_ERR_SHADOW_APPLY: {
+    message: 'shadow version {version} for {target} was not fully applied: {reason}',
+    fix: 'see the device code in the message (BAD_IMAGE, BOOT_FAILED, UNKNOWN_KEY, timeout = device offline); change the desired shadow or bring the device back',
+    status: 502,
+  },
+  EDGE_ERR_VISION_FRAME: {
+    message: 'camera {camera} frame refused ({reason}): {detail}',
+    fix: 'send one baseline or progressive JPEG per message, 32..4096 px per side, at most 2 MiB; the pipeline skips this frame and carries on',
+    status: 400,
+  },
+  EDGE_ERR_VISION_GALLERY: {
+    message: 'face gallery command refused: {reason}',
+    fix: 'configure vision.galleryKey (or galleryKeyFile) with the key the cloud issued for this gateway; nothing of this command was applied',
+    status: 400,
+  },
+  EDGE_ERR_VISION_MODEL: {
+    message: 'vision models failed to load: {reason}',
+    fix: 'check that @vladmandic/human (models/) and @tensorflow/tfjs-backend-wasm (dist/*.wasm) are installed; recognition stays off until they load',
+    status: 500,
+  },
+  EDGE_ERR_CAB_BUSY: {
+    message: 'cabinet is busy with session {running}; session {requested} refused',
+    fix: 'wait until the running session closes (door closed and counted), then scan again',
+    status: 409,
+  },
+  EDGE_ERR_CAB_DOOR_OPEN: {
+    message: 'cabinet door is open; session {requested} refused',
+    fix: 'close the cabinet door (it must be closed for the opening count), then scan again',
+    status: 409,
+  },
+  EDGE_ERR_RFID_PORT: {
+    message: 'RFID reader port {path}: {reason}',
+    fix: 'check the reader cable/USB adapter and rfid.serialPath; the driver reopens the port with backoff',
+  },
+  EDGE_ERR_RFID_ANTENNA: {
+    message: 'RFID reader {reader}: antenna {antenna} missing or faulty after {retries} retries',
+    fix: 'check the antenna cable on that port, or remove the port from rfid.antennas; tags on it are kept (not reported gone) while it fails',
+  },
+  EDGE_ERR_RFID_TIMEOUT: {
+    message: 'RFID reader {reader}: no answer for antenna {antenna} after {retries} retries',
+    fix: 'check power, baud rate (rfid.baudRate) and rfid.framing; raise rfid.responseTimeoutMs for long scan times',
+  },
+  EDGE_ERR_RFID_CORRUPT: {
+    message:
+      'RFID reader {reader}: answers for antenna {antenna} kept failing their check after {retries} retries',
+    fix: 'line noise: check the cable, its shielding and ground, and the baud rate',
+  },
+  EDGE_ERR_RFID_READER: {
+    message: 'RFID reader {reader}: antenna {antenna} inventory failed with a reader error ({outcome})',
+    fix: 'power-cycle the reader; check that rfid.framing and rfid.addr match its settings',
+  },
+  EDGE_ERR_RFID_LINK_DOWN: {
+    message: 'RFID reader {reader}: serial link down while inventorying antenna {antenna}',
+    fix: 'the port disappeared (cable, USB adapter); the driver reopens it and resumes',
+  },
 } as const satisfies Catalogue;
 
 export type EdgeErrorCode = keyof typeof EDGE_ERRORS;
