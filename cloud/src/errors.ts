@@ -100,6 +100,11 @@ export const CLOUD_ERRORS = {
     fix: 'see the order state machine in docs/vending.md; the order was left unchanged',
     status: 409,
   },
+  CLOUD_ERR_WEBHOOK_DELIVERY: {
+    message: 'alert webhook delivery to {url} failed (attempt {attempts}): {reason}',
+    fix: 'make the receiver answer 2xx to a signed POST (docs/fleet-alerts-dashboard.md); deliveries are retried with back-off, then marked failed (GET /api/v1/alerts/deliveries)',
+    status: 502,
+  },
 } as const satisfies Catalogue;
 
 export type CloudErrorCode = keyof typeof CLOUD_ERRORS;

@@ -15,6 +15,7 @@ import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
 import { type Prices, startPrices } from './prices/index.ts';
+import { type Alerts, type AlertsConfig, startAlerts } from './fleet/alerts-service.ts';
 import { openStore, SqlCloudStore } from './store/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
 
@@ -49,6 +50,8 @@ export interface CloudApp {
   sendCommand(input: SendCommandInput): Promise<CommandRecord>;
   /** Price book and ESL campaigns (docs/esl.md); undefined on a non-SQL store. */
   prices: Prices | undefined;
+  /** Fleet alerts and webhooks (docs/fleet-alerts-dashboard.md); undefined on a non-SQL store. */
+  alerts: Alerts | undefined;
   /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -57,6 +60,8 @@ export interface CloudApp {
 export interface StartOptions {
   now?: () => number;
   logger?: Logger;
+  /** Alert sweep/delivery periods and threshold overrides (docs/fleet-alerts-dashboard.md). */
+  alerts?: AlertsConfig;
 }
 
 /**
@@ -157,6 +162,12 @@ export async function startCloud(
     const prices =
       store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
     if (prices) stops.push(() => prices.close());
+    // Fleet alerts (docs/fleet-alerts-dashboard.md): ingest hook + sweep + webhook outbox.
+    const alerts =
+      store instanceof SqlCloudStore
+        ? await startAlerts({ store, metrics, now, logger, ...(opts.alerts ? { config: opts.alerts } : {}) })
+        : undefined;
+    if (alerts) stops.push(() => alerts.close());
 
     const app = await build({
       context: {
@@ -177,6 +188,9 @@ export async function startCloud(
           }
         : {}),
       ...(prices ? { prices: { book: prices.book } } : {}),
+      ...(alerts ? { alerts: { alerts } } : {}),
+      dashboard:
+        prices && store instanceof SqlCloudStore ? { prices: { book: prices.book, sql: store.sql } } : {},
     });
     stops.push(() => app.close());
     await app.listen({ host: config.http.host, port: config.http.port });
@@ -197,6 +211,7 @@ export async function startCloud(
       metrics,
       sendCommand,
       prices,
+      alerts,
       idle: () => ingest.idle(),
       close() {
         closing ??= closeAll().then(() => logger.info('storelink cloud stopped'));

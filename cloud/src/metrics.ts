@@ -108,6 +108,41 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
       registers,
     }),
+    alertsRaised: new Counter({
+      name: 'storelink_cloud_alerts_raised_total',
+      help: 'Fleet alerts raised (a new active alert, not a repeat of one [ALERT-DEDUPE-1]), by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    alertsCleared: new Counter({
+      name: 'storelink_cloud_alerts_cleared_total',
+      help: 'Fleet alerts cleared because their condition ended, by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    alertsActive: new Gauge({
+      name: 'storelink_cloud_alerts_active',
+      help: 'Active fleet alerts at the last sweep, by kind',
+      labelNames: ['kind'] as const,
+      registers,
+    }),
+    webhookDeliveries: new Counter({
+      name: 'storelink_cloud_webhook_deliveries_total',
+      help: 'Alert webhook delivery attempts, by outcome (delivered, retry, failed)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    webhookLatency: new Histogram({
+      name: 'storelink_cloud_webhook_delivery_seconds',
+      help: 'Alert webhook POST → answer (or error)',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    webhookPending: new Gauge({
+      name: 'storelink_cloud_webhook_pending',
+      help: 'Alert webhook deliveries waiting to be sent or retried',
+      registers,
+    }),
   };
 }
 

@@ -11,6 +11,8 @@ import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
+import alertRoutes, { type AlertRoutesOptions } from '../fleet/routes-alerts.ts';
+import dashboardRoutes, { type DashboardOptions } from '../dashboard/routes.ts';
 
 export interface HttpOptions {
   context: CloudContext;
@@ -20,6 +22,10 @@ export interface HttpOptions {
   vending?: VendingRoutesOptions;
   /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
   prices?: PricesRoutesOptions;
+  /** Fleet alerts and webhooks (cloud/src/fleet/alerts*); omit for none. */
+  alerts?: AlertRoutesOptions;
+  /** The operations dashboard at /dashboard (cloud/src/dashboard); omit for none. */
+  dashboard?: DashboardOptions;
 }
 
 export const API_PREFIX = '/api/v1';
@@ -106,9 +112,11 @@ async function createApp(opts: HttpOptions) {
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
       if (opts.prices) await api.register(pricesRoutes, opts.prices);
+      if (opts.alerts) await api.register(alertRoutes, opts.alerts);
     },
     { prefix: API_PREFIX },
   );
+  if (opts.dashboard) await app.register(dashboardRoutes, opts.dashboard);
   await app.ready();
   return app;
 }

@@ -267,6 +267,77 @@ CREATE TABLE price_campaign_tags (
 CREATE INDEX price_campaign_tags_tag ON price_campaign_tags (tag, state);
 `,
   },
+  {
+    // Fleet alerts (cloud/src/fleet/alerts*.ts, docs/fleet-alerts-dashboard.md): one row per
+    // raised alert; at most one active row per (kind, gateway, subject) [ALERT-DEDUPE-1].
+    version: 66,
+    name: 'fleet alerts',
+    sql: `
+CREATE TABLE fleet_alerts (
+  id           text PRIMARY KEY,
+  kind         text NOT NULL,
+  gateway      text NOT NULL,
+  site         text NOT NULL,
+  subject      text NOT NULL DEFAULT '',
+  state        text NOT NULL CHECK (state IN ('active', 'cleared')),
+  severity     text NOT NULL CHECK (severity IN ('info', 'warning', 'critical')),
+  message      text NOT NULL,
+  value        double precision,
+  raised_at    bigint NOT NULL,
+  last_seen_at bigint NOT NULL,
+  occurrences  integer NOT NULL DEFAULT 1,
+  cleared_at   bigint,
+  clear_reason text
+);
+CREATE UNIQUE INDEX fleet_alerts_one_active ON fleet_alerts (kind, gateway, subject) WHERE state = 'active';
+CREATE INDEX fleet_alerts_gateway ON fleet_alerts (gateway, raised_at);
+CREATE INDEX fleet_alerts_state ON fleet_alerts (state, raised_at);
+CREATE TABLE fleet_alert_conditions (
+  kind       text NOT NULL,
+  gateway    text NOT NULL,
+  subject    text NOT NULL,
+  site       text NOT NULL,
+  since      bigint,
+  count      integer NOT NULL DEFAULT 0,
+  updated_at bigint NOT NULL,
+  PRIMARY KEY (kind, gateway, subject)
+);
+CREATE TABLE fleet_alert_settings (
+  id         integer PRIMARY KEY CHECK (id = 1),
+  thresholds jsonb NOT NULL,
+  updated_at bigint NOT NULL
+);
+`,
+  },
+  {
+    // Alert webhooks and their delivery outbox (cloud/src/fleet/webhooks.ts) [ALERT-HOOK-1].
+    version: 67,
+    name: 'fleet alert webhooks',
+    sql: `
+CREATE TABLE fleet_webhooks (
+  id         text PRIMARY KEY,
+  url        text NOT NULL,
+  secret     text NOT NULL,
+  kinds      jsonb,
+  created_at bigint NOT NULL
+);
+CREATE TABLE fleet_webhook_deliveries (
+  id           text PRIMARY KEY,
+  webhook_id   text NOT NULL REFERENCES fleet_webhooks (id) ON DELETE CASCADE,
+  alert_id     text NOT NULL,
+  transition   text NOT NULL CHECK (transition IN ('raised', 'cleared')),
+  body         text NOT NULL,
+  status       text NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+  attempts     integer NOT NULL DEFAULT 0,
+  next_at      bigint NOT NULL,
+  last_error   text,
+  last_status  integer,
+  created_at   bigint NOT NULL,
+  delivered_at bigint
+);
+CREATE INDEX fleet_webhook_deliveries_due ON fleet_webhook_deliveries (status, next_at);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations
