@@ -100,10 +100,75 @@ export const CLOUD_ERRORS = {
     fix: 'see the order state machine in docs/vending.md; the order was left unchanged',
     status: 409,
   },
+  CLOUD_ERR_GATEWAY_REVOKED: {
+    message: 'gateway "{gateway}" is revoked: {reason}',
+    fix: 'a revoked gateway never connects again; register the replacement box under a new gateway id (docs/fleet-provisioning.md)',
+    status: 409,
+  },
+  CLOUD_ERR_CERT_REFUSED: {
+    message: 'client certificate of "{client}" refused: {reason}',
+    fix: 'use the certificate the cloud issued last for this gateway (POST /api/v1/gateways/:id/certificate), signed by the cloud CA and not rotated or revoked',
+    status: 401,
+  },
+  CLOUD_ERR_SHADOW_VERSION: {
+    message: 'shadow {target} is at desired version {current}, the change was made against version {expected}',
+    fix: 'read the shadow again (GET /api/v1/shadows/...), merge your change into the current desired and send it with that version [SHADOW-VERSION-1]',
+    status: 409,
+  },
+  CLOUD_ERR_ROLLOUT_STATE: {
+    message: 'rollout {id} cannot {action} in state {state}',
+    fix: 'see the rollout state machine in docs/fleet-shadows-rollouts.md; the rollout was left unchanged',
+    status: 409,
+  },
+  CLOUD_ERR_ROLLOUT_SPEC: {
+    message: 'rollout is invalid: {reason}',
+    fix: 'correct the rollout body as described in docs/fleet-shadows-rollouts.md',
+    status: 400,
+  },
   CLOUD_ERR_WEBHOOK_DELIVERY: {
     message: 'alert webhook delivery to {url} failed (attempt {attempts}): {reason}',
     fix: 'make the receiver answer 2xx to a signed POST (docs/fleet-alerts-dashboard.md); deliveries are retried with back-off, then marked failed (GET /api/v1/alerts/deliveries)',
     status: 502,
+  },
+  CLOUD_ERR_CAB_NO_AGREEMENT: {
+    message: 'member "{memberId}" has no active payment agreement for cabinets',
+    fix: 'the member must sign a deduction agreement first (PUT /api/v1/cabinet/agreements/{memberId}); the cabinet stays locked',
+    status: 403,
+  },
+  CLOUD_ERR_CAB_PROVIDER: {
+    message: 'payment provider "{provider}" cannot charge agreements',
+    fix: 'configure an agreement-capable provider client for cabinets, or change the member agreement provider',
+    status: 409,
+  },
+  CLOUD_ERR_MEMBER_UNKNOWN: {
+    message: 'member "{memberId}" not found (never created, or erased)',
+    fix: 'search members by one of their ids (GET /api/v1/members?idType=&value=); an erased member is gone for good',
+    status: 404,
+  },
+  CLOUD_ERR_MEMBER_ID: {
+    message: 'member id {idType}="{value}" refused: {reason}',
+    fix: 'send a real identifier of a known type (docs/members.md "Identity"); empty, placeholder and test values never link anything',
+    status: 400,
+  },
+  CLOUD_ERR_MEMBER_GRAPH: {
+    message: 'identity component of {size} ids is larger than the limit {max}',
+    fix: 'a shared id (a kiosk device, a staff phone) is linking unrelated members: add it to the junk list or lower its cap (docs/members.md)',
+    status: 409,
+  },
+  CLOUD_ERR_RULE_INVALID: {
+    message: 'rule is invalid: {errors}',
+    fix: 'correct the named fields; the rule schema is in docs/members.md "Rules" and at /docs',
+    status: 400,
+  },
+  CLOUD_ERR_COUPON_TEMPLATE: {
+    message: 'coupon template is invalid: {errors}',
+    fix: 'correct the named fields (docs/members.md "Coupons")',
+    status: 400,
+  },
+  CLOUD_ERR_COUPON_NOT_APPLICABLE: {
+    message: 'coupon {couponId} cannot be applied: {reason}',
+    fix: 'use a coupon of this member that is issued, not expired, and valid for this store and these SKUs, or order without one',
+    status: 409,
   },
 } as const satisfies Catalogue;
 

@@ -23,6 +23,8 @@ export interface OrderDraft {
   gateway: string;
   items: OrderDraftItem[];
   currency?: string;
+  /** The discount never takes the total below this (a mobile payment needs >= 1 cent). */
+  minTotalCents?: number;
 }
 
 /** A member, by cloud member id or by any linked channel id (e.g. the payer's openid). */

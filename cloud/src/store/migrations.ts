@@ -338,6 +338,276 @@ CREATE TABLE fleet_webhook_deliveries (
 CREATE INDEX fleet_webhook_deliveries_due ON fleet_webhook_deliveries (status, next_at);
 `,
   },
+  {
+    // Fleet provisioning (cloud/src/fleet/provisioning*.ts, docs/fleet-provisioning.md):
+    // revocation, password rotation, per-gateway certificates, registered devices.
+    version: 60,
+    name: 'fleet provisioning: revocation, certificates, registered devices',
+    sql: `
+-- [FLEET-REVOKE-1] set once; a revoked gateway never authenticates again (either path)
+ALTER TABLE gateways ADD COLUMN revoked_at bigint;
+ALTER TABLE gateways ADD COLUMN revoked_reason text;
+ALTER TABLE gateways ADD COLUMN password_rotated_at bigint;
+CREATE TABLE gateway_certs (
+  -- lower-case hex SHA-256 of the DER certificate: what the broker looks up [FLEET-CERT-1]
+  fingerprint    text PRIMARY KEY,
+  gateway        text NOT NULL REFERENCES gateways (id) ON DELETE CASCADE,
+  serial         text NOT NULL,
+  not_before     bigint NOT NULL,
+  not_after      bigint NOT NULL,
+  issued_at      bigint NOT NULL,
+  -- NULL while current; set when a newer certificate replaced it or the gateway was revoked
+  retired_at     bigint,
+  retired_reason text CHECK (retired_reason IN ('rotated', 'revoked'))
+);
+CREATE INDEX gateway_certs_gateway ON gateway_certs (gateway, issued_at DESC);
+CREATE TABLE gateway_devices (
+  gateway       text NOT NULL REFERENCES gateways (id) ON DELETE CASCADE,
+  id            text NOT NULL,
+  kind          text,
+  -- the edge broker's format scrypt$N$salt$hash (edge/src/broker/auth.ts) [FLEET-DEVICES-1]
+  password_hash text NOT NULL,
+  created_at    bigint NOT NULL,
+  updated_at    bigint NOT NULL,
+  PRIMARY KEY (gateway, id)
+);
+`,
+  },
+  {
+    // Fleet shadows (cloud/src/fleet/shadows.ts, docs/fleet-shadows-rollouts.md).
+    version: 63,
+    name: 'fleet shadows',
+    sql: `
+CREATE TABLE fleet_shadows (
+  gateway          text NOT NULL,
+  -- '' for the gateway's own shadow
+  device           text NOT NULL,
+  desired          jsonb NOT NULL,
+  -- [SHADOW-VERSION-1] grows by one per desired change
+  desired_version  integer NOT NULL,
+  desired_at       bigint NOT NULL,
+  reported         jsonb NOT NULL,
+  -- the desired version the reported document answers (0: none yet)
+  reported_version integer NOT NULL DEFAULT 0,
+  reported_at      bigint,
+  status           text NOT NULL CHECK (status IN ('in_sync', 'pending', 'failed')),
+  -- the shadow.delta command carrying desired_version
+  command_id       text,
+  error_code       text,
+  error_message    text,
+  updated_at       bigint NOT NULL,
+  PRIMARY KEY (gateway, device)
+);
+CREATE INDEX fleet_shadows_command ON fleet_shadows (command_id);
+`,
+  },
+  {
+    // Staged rollouts and the firmware catalogue (cloud/src/fleet/rollouts.ts).
+    version: 64,
+    name: 'fleet rollouts',
+    sql: `
+CREATE TABLE fleet_firmware (
+  version    text PRIMARY KEY,
+  url        text NOT NULL,
+  sha256     text NOT NULL,
+  size       bigint NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE TABLE fleet_rollouts (
+  id                text PRIMARY KEY,
+  name              text NOT NULL,
+  kind              text NOT NULL CHECK (kind IN ('config', 'firmware')),
+  scope             text NOT NULL CHECK (scope IN ('gateway', 'device')),
+  -- config: the merge patch; firmware: the image
+  change            jsonb NOT NULL,
+  waves             jsonb NOT NULL,
+  success_threshold double precision NOT NULL,
+  error_threshold   double precision NOT NULL,
+  auto_rollback     boolean NOT NULL,
+  state             text NOT NULL CHECK (state IN ('running', 'awaiting_approval', 'paused', 'halted',
+                      'completed', 'rolling_back', 'rolled_back', 'cancelled')),
+  current_wave      integer NOT NULL,
+  reason            text,
+  created_at        bigint NOT NULL,
+  updated_at        bigint NOT NULL
+);
+CREATE TABLE fleet_rollout_targets (
+  rollout_id       text NOT NULL,
+  gateway          text NOT NULL,
+  device           text NOT NULL,
+  wave             integer NOT NULL,
+  state            text NOT NULL CHECK (state IN ('pending', 'sent', 'succeeded', 'failed', 'skipped',
+                     'cancelled', 'rolling_back', 'rolled_back', 'rollback_failed')),
+  -- the desired version this rollout set on the target's shadow
+  version          integer,
+  previous         jsonb,
+  rollback_version integer,
+  code             text,
+  message          text,
+  updated_at       bigint NOT NULL,
+  PRIMARY KEY (rollout_id, gateway, device)
+);
+CREATE INDEX fleet_rollout_targets_shadow ON fleet_rollout_targets (gateway, device, state);
+`,
+  },
+  {
+    // Cabinet sessions, members' payment agreements, cabinet prices (docs/cabinet.md).
+    version: 80,
+    name: 'cabinet sessions',
+    sql: `
+CREATE TABLE cabinet_agreements (
+  member_id    text PRIMARY KEY,
+  provider     text NOT NULL,
+  agreement_id text NOT NULL,
+  active       boolean NOT NULL,
+  updated_at   bigint NOT NULL
+);
+CREATE TABLE cabinet_prices (
+  site        text NOT NULL,
+  sku         text NOT NULL,
+  price_cents integer NOT NULL CHECK (price_cents >= 0),
+  PRIMARY KEY (site, sku)
+);
+CREATE TABLE cabinet_sessions (
+  id              text PRIMARY KEY,
+  gateway         text NOT NULL,
+  site            text NOT NULL,
+  member_id       text NOT NULL,
+  provider        text NOT NULL,
+  agreement_id    text NOT NULL,
+  state           text NOT NULL CHECK (state IN ('unlocking', 'open', 'relocked', 'rejected', 'closed', 'charging', 'charged', 'review')),
+  command_id      text NOT NULL UNIQUE,
+  order_id        text NOT NULL UNIQUE,
+  items           jsonb NOT NULL,
+  returned        jsonb NOT NULL,
+  unresolved      jsonb NOT NULL,
+  subtotal_cents  integer NOT NULL,
+  discount_cents  integer NOT NULL,
+  total_cents     integer NOT NULL,
+  coupon_id       text,
+  priced          boolean NOT NULL,
+  charge_tx_id    text,
+  charge_attempts integer NOT NULL,
+  failure         text,
+  created_at      bigint NOT NULL,
+  closed_at       bigint,
+  charged_at      bigint,
+  due_at          bigint,
+  updated_at      bigint NOT NULL
+);
+CREATE INDEX cabinet_sessions_due ON cabinet_sessions (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX cabinet_sessions_gateway ON cabinet_sessions (gateway, created_at);
+`,
+  },
+  {
+    // Members and coupons (cloud/src/members, docs/members.md): identity graph (ids, links
+    // kept as evidence, merges), activity the profiles are computed from, tags, versioned
+    // rules, coupon templates, coupons unique per (rule, trigger) [COUPON-ONCE-1], deliveries.
+    version: 70,
+    name: 'members and coupons',
+    sql: `
+CREATE TABLE members (
+  id          text PRIMARY KEY,
+  created_at  bigint NOT NULL,
+  merged_into text,
+  erased_at   bigint
+);
+CREATE TABLE member_ids (
+  key       text PRIMARY KEY,
+  type      text NOT NULL,
+  value     text NOT NULL,
+  member_id text NOT NULL,
+  linked_at bigint NOT NULL
+);
+CREATE INDEX member_ids_member ON member_ids (member_id, type);
+CREATE TABLE member_links (
+  a          text NOT NULL,
+  b          text NOT NULL,
+  source     text NOT NULL,
+  evidence   jsonb NOT NULL,
+  at         bigint NOT NULL,
+  revoked_at bigint,
+  PRIMARY KEY (a, b)
+);
+CREATE INDEX member_links_b ON member_links (b);
+CREATE TABLE member_merges (
+  id          text PRIMARY KEY,
+  into_member text NOT NULL,
+  from_member text NOT NULL,
+  link_a      text NOT NULL,
+  link_b      text NOT NULL,
+  from_ids    jsonb NOT NULL,
+  evidence    jsonb NOT NULL,
+  at          bigint NOT NULL,
+  undone_at   bigint
+);
+CREATE INDEX member_merges_into ON member_merges (into_member);
+CREATE INDEX member_merges_from ON member_merges (from_member);
+CREATE TABLE member_activity (
+  key          text PRIMARY KEY,
+  id_key       text NOT NULL,
+  kind         text NOT NULL,
+  channel      text NOT NULL,
+  store        text NOT NULL,
+  gateway      text,
+  amount_cents bigint NOT NULL,
+  at           bigint NOT NULL
+);
+CREATE INDEX member_activity_id ON member_activity (id_key, kind, at);
+CREATE INDEX member_activity_at ON member_activity (at);
+CREATE TABLE member_tags (
+  member_id text NOT NULL,
+  tag       text NOT NULL,
+  source    text NOT NULL,
+  at        bigint NOT NULL,
+  PRIMARY KEY (member_id, tag)
+);
+CREATE TABLE member_rules (
+  id         text NOT NULL,
+  version    integer NOT NULL,
+  body       jsonb NOT NULL,
+  created_at bigint NOT NULL,
+  PRIMARY KEY (id, version)
+);
+CREATE TABLE coupon_templates (
+  id         text PRIMARY KEY,
+  body       jsonb NOT NULL,
+  issued     integer NOT NULL DEFAULT 0,
+  created_at bigint NOT NULL
+);
+CREATE TABLE coupons (
+  id             text PRIMARY KEY,
+  template_id    text NOT NULL,
+  member_id      text NOT NULL,
+  rule_id        text NOT NULL,
+  rule_version   integer NOT NULL,
+  trigger_key    text NOT NULL,
+  trigger_at     bigint NOT NULL,
+  state          text NOT NULL CHECK (state IN ('issued', 'redeemed', 'expired', 'void')),
+  issued_at      bigint NOT NULL,
+  valid_from     bigint NOT NULL,
+  expires_at     bigint NOT NULL,
+  order_id       text UNIQUE,
+  redeemed_at    bigint,
+  discount_cents integer,
+  subtotal_cents integer,
+  gateway        text,
+  UNIQUE (rule_id, trigger_key)
+);
+CREATE INDEX coupons_member ON coupons (member_id, template_id, trigger_at);
+CREATE TABLE coupon_deliveries (
+  coupon_id    text NOT NULL,
+  channel      text NOT NULL,
+  state        text NOT NULL,
+  attempts     integer NOT NULL,
+  last_error   text,
+  next_at      bigint NOT NULL,
+  delivered_at bigint,
+  PRIMARY KEY (coupon_id, channel)
+);
+CREATE INDEX coupon_deliveries_due ON coupon_deliveries (state, next_at);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations

@@ -1,0 +1,366 @@
+import type { IdKey } from './ids.ts';
+import type { MembersRepo, MembersTx } from './repo.ts';
+import type {
+  Activity,
+  Coupon,
+  CouponTemplate,
+  Delivery,
+  LinkRow,
+  MemberRow,
+  MergeRow,
+  RuleVersion,
+  TagRow,
+} from './types.ts';
+
+/**
+ * In-memory `MembersRepo` with the SQL one's semantics (see repo.ts): one transaction at
+ * a time (a mutex, as strong as the row locks), every write undone when the function
+ * throws, the same unique keys (link pair, activity key, (rule, trigger) of a coupon).
+ */
+export class MemoryMembersRepo implements MembersRepo {
+  readonly ids = new Map<IdKey, string>();
+  readonly idsByMember = new Map<string, Set<IdKey>>();
+  readonly links = new Map<string, LinkRow>();
+  readonly linksByKey = new Map<IdKey, Set<string>>();
+  readonly members = new Map<string, MemberRow>();
+  readonly merges = new Map<string, MergeRow>();
+  readonly activity = new Map<string, Activity>();
+  readonly activityById = new Map<IdKey, Activity[]>();
+  readonly tags = new Map<string, Map<string, TagRow>>();
+  readonly templates = new Map<string, CouponTemplate>();
+  readonly coupons = new Map<string, Coupon>();
+  readonly couponsByTrigger = new Map<string, string>();
+  readonly couponsByMember = new Map<string, Coupon[]>();
+  readonly deliveries = new Map<string, Delivery>();
+  readonly rules = new Map<string, RuleVersion[]>();
+  private tail: Promise<unknown> = Promise.resolve();
+
+  transaction<T>(fn: (tx: MembersTx) => Promise<T>): Promise<T> {
+    const run = this.tail.then(() => this.runTx(fn));
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private aliases(memberId: string): string[] {
+    const out: string[] = [];
+    for (const k of this.idsByMember.get(memberId) ?? []) if (k.startsWith('member:')) out.push(k.slice(7));
+    return out;
+  }
+
+  private setIndex<K, V>(m: Map<K, Set<V>>, k: K, v: V, add: boolean) {
+    let s = m.get(k);
+    if (add) {
+      if (!s) m.set(k, (s = new Set()));
+      s.add(v);
+    } else s?.delete(v);
+  }
+
+  private async runTx<T>(fn: (tx: MembersTx) => Promise<T>): Promise<T> {
+    const undo: (() => void)[] = [];
+    const self = this;
+    const putMap = <K, V>(m: Map<K, V>, k: K, v: V) => {
+      const had = m.has(k);
+      const prev = m.get(k);
+      undo.push(() => (had ? m.set(k, prev as V) : m.delete(k)));
+      m.set(k, v);
+    };
+    const delMap = <K, V>(m: Map<K, V>, k: K) => {
+      if (!m.has(k)) return;
+      const prev = m.get(k) as V;
+      undo.push(() => m.set(k, prev));
+      m.delete(k);
+    };
+    const assign = (key: IdKey, memberId: string | undefined) => {
+      const prev = self.ids.get(key);
+      const apply = (to: string | undefined, from: string | undefined) => {
+        if (from !== undefined) self.setIndex(self.idsByMember, from, key, false);
+        if (to !== undefined) {
+          self.ids.set(key, to);
+          self.setIndex(self.idsByMember, to, key, true);
+        } else self.ids.delete(key);
+      };
+      apply(memberId, prev);
+      undo.push(() => apply(prev, memberId));
+    };
+    const linkKey = (a: IdKey, b: IdKey) => `${a}\u0000${b}`;
+    const couponMember = (c: Coupon) => c.memberId;
+    const tx: MembersTx = {
+      memberOfIds: async (keys) => {
+        const out = new Map<IdKey, string>();
+        for (const k of keys) {
+          const m = self.ids.get(k);
+          if (m !== undefined) out.set(k, m);
+        }
+        return out;
+      },
+      idsOfMember: async (id) => [...(self.idsByMember.get(id) ?? [])].sort(),
+      assignId: async (key, memberId) => assign(key, memberId),
+      removeIds: async (keys) => {
+        for (const k of keys) if (self.ids.has(k)) assign(k, undefined);
+      },
+      activeLinksTouching: async (keys) => {
+        const out = new Map<string, LinkRow>();
+        for (const k of keys)
+          for (const lk of self.linksByKey.get(k) ?? []) {
+            const l = self.links.get(lk);
+            if (l && l.revokedAt === null) out.set(lk, l);
+          }
+        return [...out.values()];
+      },
+      getLink: async (a, b) => self.links.get(linkKey(a, b)),
+      insertLink: async (l) => {
+        const k = linkKey(l.a, l.b);
+        if (self.links.has(k)) return false;
+        putMap(self.links, k, { ...l });
+        for (const e of [l.a, l.b]) {
+          self.setIndex(self.linksByKey, e, k, true);
+          undo.push(() => self.setIndex(self.linksByKey, e, k, false));
+        }
+        return true;
+      },
+      revokeLink: async (a, b, at) => {
+        const l = self.links.get(linkKey(a, b));
+        if (l) putMap(self.links, linkKey(a, b), { ...l, revokedAt: at });
+      },
+      deleteLinksTouching: async (keys) => {
+        for (const k of keys)
+          for (const lk of [...(self.linksByKey.get(k) ?? [])]) {
+            const l = self.links.get(lk);
+            if (!l) continue;
+            delMap(self.links, lk);
+            for (const e of [l.a, l.b]) {
+              self.setIndex(self.linksByKey, e, lk, false);
+              undo.push(() => self.setIndex(self.linksByKey, e, lk, true));
+            }
+          }
+      },
+      insertMember: async (m) => putMap(self.members, m.id, { ...m }),
+      lockMember: async (id) => {
+        const m = self.members.get(id);
+        return m && { ...m };
+      },
+      saveMember: async (m) => putMap(self.members, m.id, { ...m }),
+      insertMerge: async (m) => putMap(self.merges, m.id, { ...m }),
+      getMerge: async (id) => {
+        const m = self.merges.get(id);
+        return m && { ...m };
+      },
+      saveMerge: async (m) => putMap(self.merges, m.id, { ...m }),
+      deleteMergesOf: async (ids) => {
+        const s = new Set(ids);
+        for (const [k, m] of self.merges) if (s.has(m.into) || s.has(m.from)) delMap(self.merges, k);
+      },
+      insertActivity: async (a) => {
+        if (self.activity.has(a.key)) return false;
+        putMap(self.activity, a.key, a);
+        let list = self.activityById.get(a.idKey);
+        if (!list) self.activityById.set(a.idKey, (list = []));
+        list.push(a);
+        const l = list;
+        undo.push(() => l.splice(l.indexOf(a), 1));
+        return true;
+      },
+      activityOf: async (memberId, since) => {
+        const out: Activity[] = [];
+        for (const k of self.idsByMember.get(memberId) ?? [])
+          for (const a of self.activityById.get(k) ?? []) if (a.at >= since) out.push(a);
+        return out.sort((x, y) => x.at - y.at || (x.key < y.key ? -1 : 1));
+      },
+      countActivity: async (c) => {
+        let n = 0;
+        for (const k of self.idsByMember.get(c.memberId) ?? [])
+          for (const a of self.activityById.get(k) ?? [])
+            if (
+              a.kind === c.kind &&
+              a.at >= c.from &&
+              a.at <= c.to &&
+              (c.store === undefined || a.store === c.store)
+            )
+              n++;
+        return n;
+      },
+      deleteActivityOf: async (keys) => {
+        for (const k of keys) {
+          for (const a of self.activityById.get(k) ?? []) delMap(self.activity, a.key);
+          delMap(self.activityById, k);
+        }
+      },
+      setTag: async (t) => {
+        let m = self.tags.get(t.memberId);
+        if (!m) self.tags.set(t.memberId, (m = new Map()));
+        putMap(m, t.tag, t);
+      },
+      removeTag: async (memberId, tag) => {
+        const m = self.tags.get(memberId);
+        if (m) delMap(m, tag);
+      },
+      tagsOf: async (memberId) => {
+        const by = new Map<string, TagRow>();
+        for (const alias of self.aliases(memberId))
+          for (const t of self.tags.get(alias)?.values() ?? []) {
+            const cur = by.get(t.tag);
+            if (!cur || cur.at < t.at) by.set(t.tag, { ...t, memberId });
+          }
+        return [...by.values()].sort((a, b) => (a.tag < b.tag ? -1 : 1));
+      },
+      deleteTagsOf: async (ids) => {
+        for (const id of ids) delMap(self.tags, id);
+      },
+      getTemplate: async (id) => {
+        const t = self.templates.get(id);
+        return t && { ...t };
+      },
+      putTemplate: async (t) => {
+        const prev = self.templates.get(t.id);
+        putMap(self.templates, t.id, { ...t, issued: prev?.issued ?? t.issued, createdAt: prev?.createdAt ?? t.createdAt });
+      },
+      takeBudget: async (id) => {
+        const t = self.templates.get(id);
+        if (!t || (t.budget !== undefined && t.issued >= t.budget)) return false;
+        putMap(self.templates, id, { ...t, issued: t.issued + 1 });
+        return true;
+      },
+      insertCoupon: async (c) => {
+        const tk = `${c.ruleId}\u0000${c.triggerKey}`;
+        if (self.couponsByTrigger.has(tk)) return false;
+        putMap(self.couponsByTrigger, tk, c.id);
+        putMap(self.coupons, c.id, { ...c });
+        let list = self.couponsByMember.get(c.memberId);
+        if (!list) self.couponsByMember.set(c.memberId, (list = []));
+        list.push(self.coupons.get(c.id)!);
+        const l = list;
+        undo.push(() => l.pop());
+        return true;
+      },
+      couponByTrigger: async (ruleId, triggerKey) => {
+        const id = self.couponsByTrigger.get(`${ruleId}\u0000${triggerKey}`);
+        const c = id === undefined ? undefined : self.coupons.get(id);
+        return c && { ...c };
+      },
+      getCoupon: async (id) => {
+        const c = self.coupons.get(id);
+        return c && { ...c };
+      },
+      saveCoupon: async (c) => {
+        const cur = self.coupons.get(c.id);
+        if (!cur) return;
+        const prev = { ...cur };
+        undo.push(() => Object.assign(cur, prev));
+        Object.assign(cur, {
+          state: c.state,
+          orderId: c.orderId,
+          redeemedAt: c.redeemedAt,
+          discountCents: c.discountCents,
+          subtotalCents: c.subtotalCents,
+        });
+      },
+      couponsOf: async (memberId) =>
+        self
+          .aliases(memberId)
+          .flatMap((a) => self.couponsByMember.get(a) ?? [])
+          .map((c) => ({ ...c }))
+          .sort((a, b) => a.issuedAt - b.issuedAt || (a.id < b.id ? -1 : 1)),
+      countCoupons: async (q) => {
+        let n = 0;
+        for (const a of self.aliases(q.memberId))
+          for (const c of self.couponsByMember.get(a) ?? [])
+            if (c.templateId === q.templateId && c.state !== 'void' && c.triggerAt > q.from && c.triggerAt < q.to) n++;
+        return n;
+      },
+      couponByOrder: async (orderId) => {
+        for (const c of self.coupons.values()) if (c.orderId === orderId) return { ...c };
+        return undefined;
+      },
+      deleteCouponsOf: async (ids) => {
+        const s = new Set(ids);
+        for (const [id, c] of self.coupons)
+          if (s.has(couponMember(c))) {
+            delMap(self.coupons, id);
+            delMap(self.couponsByTrigger, `${c.ruleId}\u0000${c.triggerKey}`);
+            delMap(self.deliveries, `${id}\u0000webhook`);
+            delMap(self.deliveries, `${id}\u0000display`);
+          }
+        for (const id of ids) delMap(self.couponsByMember, id);
+      },
+      putDelivery: async (d) => putMap(self.deliveries, `${d.couponId}\u0000${d.channel}`, { ...d }),
+      insertRuleVersion: async (r) => {
+        const list = self.rules.get(r.id) ?? [];
+        if (list.some((x) => x.version === r.version)) return false;
+        putMap(self.rules, r.id, [...list, r]);
+        return true;
+      },
+      latestRuleVersion: async (id) => Math.max(0, ...(self.rules.get(id) ?? []).map((r) => r.version)),
+    };
+    try {
+      return await fn(tx);
+    } catch (e) {
+      for (const u of undo.reverse()) u();
+      throw e;
+    }
+  }
+
+  async getMember(id: string) {
+    return this.members.get(id);
+  }
+
+  async listMembers(f: { idKey?: IdKey; tag?: string; limit: number }) {
+    return [...this.members.values()]
+      .filter((m) => m.mergedInto === null && m.erasedAt === null)
+      .filter((m) => f.idKey === undefined || this.ids.get(f.idKey) === m.id)
+      .filter(
+        (m) => f.tag === undefined || this.aliases(m.id).some((a) => this.tags.get(a)?.has(f.tag!)),
+      )
+      .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1))
+      .slice(0, f.limit);
+  }
+
+  async mergesOf(memberId: string) {
+    const al = new Set([memberId, ...this.aliases(memberId)]);
+    return [...this.merges.values()]
+      .filter((m) => al.has(m.into) || m.from === memberId)
+      .sort((a, b) => a.at - b.at || (a.id < b.id ? -1 : 1));
+  }
+
+  async listTemplates() {
+    return [...this.templates.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  async latestRules() {
+    return [...this.rules.values()].map((l) => l.reduce((a, b) => (a.version > b.version ? a : b)));
+  }
+
+  async ruleVersions(id: string) {
+    return [...(this.rules.get(id) ?? [])].sort((a, b) => a.version - b.version);
+  }
+
+  async recentActivity(since: number, limit: number) {
+    return [...this.activity.values()]
+      .filter((a) => a.at >= since)
+      .sort((a, b) => a.at - b.at || (a.key < b.key ? -1 : 1))
+      .slice(0, limit);
+  }
+
+  async dueDeliveries(now: number, limit: number) {
+    return [...this.deliveries.values()]
+      .filter((d) => d.state === 'pending' && d.nextAt <= now)
+      .sort((a, b) => a.nextAt - b.nextAt)
+      .slice(0, limit);
+  }
+
+  async saveDelivery(d: Delivery) {
+    await this.transaction((tx) => tx.putDelivery(d));
+  }
+
+  async listCoupons(f: { memberId?: string; state?: string; limit: number }) {
+    const al = f.memberId === undefined ? undefined : new Set(this.aliases(f.memberId));
+    return [...this.coupons.values()]
+      .filter((c) => (al === undefined || al.has(c.memberId)) && (f.state === undefined || c.state === f.state))
+      .sort((a, b) => b.issuedAt - a.issuedAt || (a.id < b.id ? -1 : 1))
+      .slice(0, f.limit)
+      .map((c) => ({ ...c }));
+  }
+
+  async memberOf(key: IdKey) {
+    return this.ids.get(key);
+  }
+}
