@@ -17,6 +17,7 @@ import {
   validateDeviceCommand,
 } from '@storelink/protocols';
 import mqtt, { type MqttClient } from 'mqtt';
+import { type FirmwareFault, FirmwareSlot } from './firmware.ts';
 import { mulberry32, type Rng, seedFrom } from './rng.ts';
 
 /**
@@ -77,6 +78,10 @@ export interface SimDeviceOptions {
   publishState?: boolean;
   /** Start the periodic telemetry timer (default true; tests may drive `tick()` by hand). */
   autoTick?: boolean;
+  /** Firmware version running at start (default 1.0.0); `firmware.update` changes it. */
+  firmwareVersion?: string;
+  /** A fault every firmware update hits (rollout tests). */
+  firmwareFault?: FirmwareFault | null;
 }
 
 export interface SimDeviceStats {
@@ -116,7 +121,10 @@ export interface ConfigKey {
   set(value: unknown): void;
 }
 
-export type CommandHandler = (payload: unknown, cmd: { id: string; expiresAt: number }) => DeviceResult;
+export type CommandHandler = (
+  payload: unknown,
+  cmd: { id: string; expiresAt: number },
+) => DeviceResult | Promise<DeviceResult>;
 
 const ULID_RE = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 const RECENT_RESULTS = 64;
@@ -155,6 +163,8 @@ export abstract class SimDevice extends EventEmitter {
   protected readonly rng: Rng;
   protected intervalMs: number;
   protected readonly opts: SimDeviceOptions;
+  /** The firmware slot (`firmware.update`, docs/fleet-shadows-rollouts.md). */
+  readonly firmware: FirmwareSlot;
   private client: MqttClient | null = null;
   private timer: NodeJS.Timeout | null = null;
   private stopped = false;
@@ -195,6 +205,15 @@ export abstract class SimDevice extends EventEmitter {
     this.midPrefix = `${opts.id.slice(0, 36)}-${this.bootId.slice(0, 14)}-`;
     this.handlers.set('ping', (p) => this.onPing(p));
     this.handlers.set('device.config', (p) => this.onConfig(p));
+    this.firmware = new FirmwareSlot({
+      ...(opts.firmwareVersion !== undefined ? { version: opts.firmwareVersion } : {}),
+      fault: opts.firmwareFault ?? null,
+    });
+    this.handlers.set('firmware.update', async (p) => {
+      const r = await this.firmware.update(p);
+      if (r.status === 'ok' && this.opts.publishState !== false) this.publishStateDoc();
+      return r;
+    });
   }
 
   // ---------- to be provided by each kind ----------
@@ -402,7 +421,13 @@ export abstract class SimDevice extends EventEmitter {
   protected publishStateDoc(): void {
     this.publishQos1(
       deviceStateTopic(this.id),
-      { kind: this.kind, bootId: this.bootId, config: this.config(), ts: Math.round(this.now()) },
+      {
+        kind: this.kind,
+        bootId: this.bootId,
+        firmware: this.firmware.version,
+        config: this.config(),
+        ts: Math.round(this.now()),
+      },
       true,
     );
   }
@@ -486,17 +511,24 @@ export abstract class SimDevice extends EventEmitter {
       });
       return;
     }
-    let result: DeviceResult;
+    const fault = (e: unknown): DeviceResult => ({
+      status: 'error',
+      code: DEVICE_RESULT_CODES.DEVICE_FAULT,
+      message: String((e as Error)?.message ?? e).slice(0, 1024),
+    });
+    let result: DeviceResult | Promise<DeviceResult>;
     try {
       result = handler(cmd.payload, cmd);
     } catch (e) {
-      result = {
-        status: 'error',
-        code: DEVICE_RESULT_CODES.DEVICE_FAULT,
-        message: String((e as Error)?.message ?? e).slice(0, 1024),
-      };
+      result = fault(e);
     }
-    this.answer(type, cmd.id, result);
+    // Long handlers (firmware download and reboot) answer when they finish.
+    if (result instanceof Promise)
+      void result.then(
+        (r) => this.answer(type, cmd.id, r),
+        (e) => this.answer(type, cmd.id, fault(e)),
+      );
+    else this.answer(type, cmd.id, result);
   }
 
   private answer(type: string, commandId: string, result: DeviceResult): void {
@@ -573,12 +605,15 @@ export abstract class SimDevice extends EventEmitter {
       }
     }
     const applied: Record<string, unknown> = {};
+    // What each key was, so a fleet rollback can put it back (docs/fleet-shadows-rollouts.md).
+    const previous: Record<string, unknown> = {};
     for (const [k, v] of entries) {
+      previous[k] = keys[k]!.get();
       keys[k]!.set(v);
       applied[k] = keys[k]!.get();
     }
     if (this.opts.publishState !== false && entries.length > 0) this.publishStateDoc();
-    return { status: 'ok', result: { applied } };
+    return { status: 'ok', result: { applied, previous } };
   }
 
   stats(): SimDeviceStats {

@@ -185,7 +185,7 @@ describe('walking skeleton, end to end', () => {
     expect(status).toBe(202);
     const done = await commandResult(body.id);
     expect(done.status).toBe('ok');
-    expect(done.result).toEqual({ applied: { intervalMs: 75 } });
+    expect(done.result).toEqual({ applied: { intervalMs: 75 }, previous: { intervalMs: 50 } });
     expect(done.rttMs).toBeGreaterThanOrEqual(0);
 
     const ping = await api<CommandRow>(`/gateways/${GW}/commands`, {
