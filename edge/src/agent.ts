@@ -25,6 +25,7 @@ import {
   type Vending,
   type VendingStatus,
 } from './vending/agent-wiring.ts';
+import { startVision, type VisionService, type VisionStatus } from './vision/index.ts';
 
 export const VERSION: string = (
   JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
@@ -74,6 +75,8 @@ export interface EdgeStatus {
   store?: StoreHealth;
   /** Present when the config has a `vending` section. */
   vending?: VendingStatus;
+  /** Present when the config has a `vision` section (docs/vision.md). */
+  vision?: VisionStatus;
 }
 
 export interface EdgeAgent {
@@ -87,6 +90,8 @@ export interface EdgeAgent {
   esl: EslManager;
   /** The vending machine controller, when configured (docs/architecture.md "Vending on the edge"). */
   vending: Vending | undefined;
+  /** On-device vision, when configured (docs/vision.md). */
+  vision: VisionService | undefined;
   status(): EdgeStatus;
   close(): Promise<void>;
 }
@@ -239,10 +244,16 @@ export async function startEdge(
     metrics,
     logger,
     handlers: {
-      event: (d, type, topic, payload, done) =>
-        esl.handles(type)
+      event: (d, type, topic, payload, done) => {
+        if (type === 'vision.frame' && vision) {
+          // [VISION-PRIVACY-2] a frame goes to the vision worker only: never stored nor uplinked.
+          vision.frame(d, payload);
+          return done(null);
+        }
+        return esl.handles(type)
           ? esl.deviceEvent(d, type, payload, done)
-          : ingest.handle(d, type, topic, payload, done),
+          : ingest.handle(d, type, topic, payload, done);
+      },
       result: (d, id, payload, done) => commands.deviceResult(d, id, payload, done),
     },
   }).catch(failed);
@@ -266,6 +277,34 @@ export async function startEdge(
     }).catch(failed);
     const started = vending;
     undo.push(() => started.stop());
+  }
+
+  let vision: VisionService | undefined;
+  if (config.vision) {
+    vision = (
+      await startVision({
+        config: config.vision,
+        gateway: config.gateway,
+        kv,
+        now,
+        logger,
+        registry: metrics.registry,
+        commands,
+        // Through the normal ingest under the camera's device id (schema checks, outbox, PUBACK-free).
+        emit: (camera, type, payload) =>
+          new Promise((resolve, reject) =>
+            ingest.handle(
+              camera,
+              type,
+              `dev/${camera}/evt/${type}`,
+              Buffer.from(JSON.stringify(payload)),
+              (e) => (e ? reject(e) : resolve()),
+            ),
+          ),
+      }).catch(failed)
+    ).service;
+    const started = vision;
+    undo.push(() => started.close());
   }
 
   await commands.start().catch(failed);
@@ -300,6 +339,14 @@ export async function startEdge(
       bdSeq: uplink.currentBdSeq,
       devicesOnline: presence.online(),
       outbox,
+      ...(vision
+        ? {
+            vision: {
+              galleryVersion: vision.status().galleryVersion,
+              gallerySize: vision.status().gallerySize,
+            },
+          }
+        : {}),
     });
     uplink.publishHeartbeat(JSON.stringify(body));
   }, config.heartbeatMs);
@@ -345,6 +392,7 @@ export async function startEdge(
       recovery: store.recovery,
       ...('health' in store ? { store: (store as { health(): StoreHealth }).health() } : {}),
       ...(vending ? { vending: vending.status() } : {}),
+      ...(vision ? { vision: vision.status() } : {}),
     };
   };
 
@@ -378,6 +426,7 @@ export async function startEdge(
       await presenceChain;
       await commands.close();
       await vending?.stop();
+      await vision?.close();
       // The cloud learns we left: offline state with this session's bdSeq.
       await uplink.close();
       await app.close();
@@ -397,6 +446,7 @@ export async function startEdge(
     metrics,
     esl,
     vending,
+    vision,
     status,
     close,
   };

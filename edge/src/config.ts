@@ -3,6 +3,7 @@ import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox
 import { ajv, formatErrors, ID_PATTERN } from '@storelink/protocols';
 import { edgeError } from './errors.ts';
 import { VisionConfigSchema } from './vision/config.ts';
+import { VisionConfigSchema } from './vision/config.ts';
 
 /**
  * Edge agent configuration: a JSON file (`--config path`) plus environment overrides,
@@ -149,6 +150,8 @@ export const EdgeConfigSchema = Type.Object(
     commandTimeoutMs: PosInt(10_000),
     /** Vending machine controller on a serial port (edge/src/vending/agent-wiring.ts); absent = none. */
     vending: Type.Optional(VendingSchema),
+    /** On-device vision (docs/vision.md); absent = none. */
+    vision: Type.Optional(VisionConfigSchema),
     /** On-device vision (docs/vision.md); absent = none. */
     vision: Type.Optional(VisionConfigSchema),
     log: Type.Object(

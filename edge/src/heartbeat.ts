@@ -10,6 +10,8 @@ export function heartbeat(o: {
   bdSeq: number;
   devicesOnline: string[];
   outbox: Outbox;
+  /** Face gallery version (docs/vision.md): the cloud confirms erasure by it [VISION-GALLERY-4]. */
+  vision?: { galleryVersion: number; gallerySize: number };
 }): Heartbeat {
   const st = o.outbox.stats();
   const lanes: Partial<Record<(typeof LANES)[number], LaneStats>> = {};
@@ -26,5 +28,6 @@ export function heartbeat(o: {
     uptimeS: Math.max(0, (o.now - o.startedAt) / 1000),
     devicesOnline: o.devicesOnline,
     outbox: { depth: st.depth, bytes: st.bytes, oldestAgeMs: st.oldestAgeMs, lanes },
+    ...(o.vision ? { vision: o.vision } : {}),
   };
 }

@@ -70,6 +70,8 @@ export interface GalleryCommandResult {
   removed?: string[];
   /** remove: ids that were not in the gallery (already gone: erasure is still confirmed). */
   absent?: string[];
+  /** upsert: members removed at a later version than this upsert (not re-added) [VISION-GALLERY-3]. */
+  skipped?: string[];
 }
 
 registerCommandType(VISION_GALLERY_UPSERT, {

@@ -31,7 +31,7 @@ export function diskModel(dir: string, name: string): tf.io.IOHandler {
         generatedBy?: string;
         convertedBy?: string;
         signature?: object;
-        userDefinedMetadata?: Record<string, unknown>;
+        userDefinedMetadata?: Record<string, object>;
       };
       const shards = await Promise.all(
         json.weightsManifest.flatMap((g) => g.paths.map((p) => readFile(join(dir, p)))),
@@ -101,9 +101,8 @@ export async function loadFaceModels(o: { dir?: string; backend?: BackendName } 
   const anchors = vision.blazefaceAnchors();
   // Warm-up: the first execute compiles kernels; do it at load, not on the first frame.
   tf.tidy(() => {
-    (
-      detector.execute(tf.zeros([1, vision.BLAZEFACE_INPUT, vision.BLAZEFACE_INPUT, 3])) as tf.Tensor[]
-    ).forEach((t) => t.dataSync());
+    const warm = tf.zeros([1, vision.BLAZEFACE_INPUT, vision.BLAZEFACE_INPUT, 3]);
+    for (const t of detector.execute(warm) as tf.Tensor[]) t.dataSync();
   });
   return {
     backend,

@@ -1,0 +1,178 @@
+import { vision } from '@storelink/protocols';
+import { edgeError } from '../errors.ts';
+import type { KvStore } from '../outbox/types.ts';
+
+/**
+ * The edge's face gallery [VISION-GALLERY-1..4]: only consenting members of this gateway's
+ * stores, sent by the cloud as sealed entries (AES-256-GCM under this gateway's gallery
+ * key). Entries are stored *as received* — still sealed — so the embedding is encrypted
+ * at rest; they are opened into memory only, for matching. Removals leave a tombstone
+ * so a late, older upsert cannot bring an erased member back.
+ */
+
+const ENTRY = 'vision/gallery/e/';
+const TOMB = 'vision/gallery/t/';
+const VERSION = 'vision/gallery/version';
+
+export interface Match {
+  memberId: string;
+  similarity: number;
+  /** Best similarity of any other member (a small margin means an ambiguous match). */
+  second: number;
+}
+
+export class Gallery {
+  private ids: string[] = [];
+  private index = new Map<string, number>();
+  /** n × EMBEDDING_DIM, row i = ids[i]. */
+  private matrix = new Float32Array(0);
+  private _version = 0;
+
+  constructor(
+    private readonly kv: KvStore,
+    private readonly gateway: string,
+    private readonly key: Buffer | undefined,
+  ) {}
+
+  get version(): number {
+    return this._version;
+  }
+  get size(): number {
+    return this.ids.length;
+  }
+  has(memberId: string): boolean {
+    return this.index.has(memberId);
+  }
+
+  /** Opens every stored entry with the key; an entry that does not open is dropped and logged by the caller. */
+  async load(): Promise<{ loaded: number; unreadable: string[] }> {
+    this._version = Number((await this.kv.get(VERSION)) ?? 0);
+    const unreadable: string[] = [];
+    const rows: Array<[string, Float32Array]> = [];
+    if (!this.key) return { loaded: 0, unreadable };
+    for (const k of await this.kv.keys(ENTRY)) {
+      const memberId = k.slice(ENTRY.length);
+      const sealed = await this.kv.get(k);
+      try {
+        rows.push([memberId, vision.openEmbedding(this.key, this.gateway, memberId, sealed ?? '')]);
+      } catch {
+        unreadable.push(memberId);
+      }
+    }
+    this.rebuild(rows);
+    return { loaded: rows.length, unreadable };
+  }
+
+  /** vision.gallery.upsert: all entries open or none is applied. */
+  async upsert(p: vision.GalleryUpsert): Promise<vision.GalleryCommandResult> {
+    const key = this.requireKey();
+    const opened: Array<[string, Float32Array, string]> = [];
+    for (const e of p.entries) {
+      try {
+        opened.push([e.memberId, vision.openEmbedding(key, this.gateway, e.memberId, e.sealed), e.sealed]);
+      } catch {
+        throw edgeError('EDGE_ERR_VISION_GALLERY', {
+          reason: `entry for ${e.memberId} does not open with this gateway's gallery key`,
+        });
+      }
+    }
+    // [VISION-GALLERY-3] an upsert older than the member's removal is skipped.
+    const rows = this.rows();
+    const skipped: string[] = [];
+    for (const [memberId, emb, sealed] of opened) {
+      const tomb = Number((await this.kv.get(TOMB + memberId)) ?? 0);
+      if (tomb >= p.version) {
+        skipped.push(memberId);
+        continue;
+      }
+      await this.kv.put(ENTRY + memberId, sealed);
+      rows.set(memberId, emb);
+    }
+    await this.bump(p.version);
+    this.rebuild([...rows]);
+    return { version: this._version, size: this.size, ...(skipped.length ? { skipped } : {}) };
+  }
+
+  /** vision.gallery.remove: removes and tombstones; ids already absent are confirmed too. */
+  async remove(p: vision.GalleryRemove): Promise<vision.GalleryCommandResult> {
+    const rows = this.rows();
+    const removed: string[] = [];
+    const absent: string[] = [];
+    for (const id of p.memberIds) {
+      await this.kv.put(TOMB + id, String(p.version));
+      if (rows.delete(id)) {
+        await this.kv.del(ENTRY + id);
+        removed.push(id);
+      } else absent.push(id);
+    }
+    await this.bump(p.version);
+    this.rebuild([...rows]);
+    return { version: this._version, size: this.size, removed, absent };
+  }
+
+  /** Best match by cosine similarity over the whole gallery (brute force, contiguous rows). */
+  match(q: Float32Array): Match | undefined {
+    const n = this.ids.length;
+    if (n === 0) return undefined;
+    const d = vision.EMBEDDING_DIM;
+    const m = this.matrix;
+    let best = -2;
+    let second = -2;
+    let bestI = 0;
+    for (let i = 0; i < n; i++) {
+      const o = i * d;
+      let s = 0;
+      for (let j = 0; j < d; j += 4) {
+        s +=
+          m[o + j]! * q[j]! +
+          m[o + j + 1]! * q[j + 1]! +
+          m[o + j + 2]! * q[j + 2]! +
+          m[o + j + 3]! * q[j + 3]!;
+      }
+      if (s > best) {
+        second = best;
+        best = s;
+        bestI = i;
+      } else if (s > second) second = s;
+    }
+    const clamp = (x: number) => Math.min(1, Math.max(0, x));
+    return { memberId: this.ids[bestI]!, similarity: clamp(best), second: clamp(second) };
+  }
+
+  /** Test and benchmark seam: replaces the in-memory rows (not persisted). */
+  setRowsForBenchmark(rows: Array<[string, Float32Array]>): void {
+    this.rebuild(rows);
+  }
+
+  private requireKey(): Buffer {
+    if (!this.key) {
+      throw edgeError('EDGE_ERR_VISION_GALLERY', {
+        reason: 'no gallery key configured (vision.galleryKey or vision.galleryKeyFile)',
+      });
+    }
+    return this.key;
+  }
+
+  private async bump(version: number): Promise<void> {
+    if (version > this._version) {
+      this._version = version;
+      await this.kv.put(VERSION, String(version));
+    }
+  }
+
+  private rows(): Map<string, Float32Array> {
+    const d = vision.EMBEDDING_DIM;
+    return new Map(this.ids.map((id, i) => [id, this.matrix.subarray(i * d, (i + 1) * d)]));
+  }
+
+  private rebuild(rows: Array<[string, Float32Array]>): void {
+    const d = vision.EMBEDDING_DIM;
+    const m = new Float32Array(rows.length * d);
+    rows.forEach(([, v], i) => {
+      m.set(v, i * d);
+    });
+    this.ids = rows.map(([id]) => id);
+    this.index = new Map(this.ids.map((id, i) => [id, i]));
+    this.matrix = m;
+  }
+}

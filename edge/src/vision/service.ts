@@ -1,0 +1,346 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { MEMBER_RECOGNIZED, type MemberRecognized, newId, vision } from '@storelink/protocols';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { edgeError } from '../errors.ts';
+import type { VisionConfig } from './config.ts';
+import type { FaceResult, FrameResult } from './frames.ts';
+import type { Gallery } from './gallery.ts';
+import type { FrameRequest, WorkerInit, WorkerReply } from './worker.ts';
+
+/**
+ * On-device vision (docs/vision.md). Frames in, `member.recognized` and
+ * `vision.occupancy` out — never an image, never an embedding [VISION-PRIVACY-1].
+ *
+ * Inference runs in one worker thread so the broker, the uplink and HTTP keep their
+ * event loop [VISION-PIPE-1]. Backpressure [VISION-PIPE-2]: one frame in the worker,
+ * at most one waiting per camera; a newer frame replaces the waiting one (counted as a
+ * stale drop). Nothing queues without bound.
+ */
+
+/** Publishes a device event under the camera's id through the agent's normal ingest. */
+export type VisionEmit = (camera: string, type: string, payload: object) => Promise<void>;
+
+export interface VisionServiceOptions {
+  config: VisionConfig;
+  gallery: Gallery;
+  emit: VisionEmit;
+  now: () => number;
+  logger: Logger;
+  registry: Registry;
+  /** Worker entry (default: worker-boot.mjs next to this file). */
+  workerUrl?: URL;
+}
+
+interface Waiting {
+  camera: string;
+  jpeg: Buffer;
+  at: number;
+}
+
+export interface VisionStatus {
+  backend: string | null;
+  ready: boolean;
+  recognition: boolean;
+  galleryVersion: number;
+  gallerySize: number;
+  frames: { processed: number; dropped: number; refused: number };
+  cameras: Record<string, { persons: number }>;
+}
+
+export class VisionService {
+  private worker: Worker | undefined;
+  private backend: string | null = null;
+  private ready = false;
+  private busy = false;
+  private seq = 0;
+  private readonly waiting = new Map<string, Waiting>();
+  private readonly order: string[] = [];
+  private readonly inflight = new Map<number, { camera: string; at: number; started: number }>();
+  private readonly cooldown = new Map<string, number>();
+  private readonly persons = new Map<string, number>();
+  private readonly dwell = new Map<string, number[]>();
+  private readonly counts = { processed: 0, dropped: 0, refused: 0 };
+  private occTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private idleWaiters: Array<() => void> = [];
+  private readonly m: ReturnType<typeof visionMetrics>;
+  private readonly cameras: Map<string, VisionConfig['cameras'][number]>;
+
+  constructor(private readonly o: VisionServiceOptions) {
+    this.m = visionMetrics(o.registry, () => o.gallery);
+    this.cameras = new Map(o.config.cameras.map((c) => [c.id, c]));
+  }
+
+  async start(): Promise<void> {
+    const c = this.o.config;
+    const init: WorkerInit = {
+      ...(c.backend ? { backend: c.backend } : {}),
+      pipeline: {
+        maxWidth: c.maxWidth,
+        maxHeight: c.maxHeight,
+        detect: { minScore: c.minScore, iou: 0.3, maxFaces: c.maxFaces, minSizePx: c.minFacePx },
+        reembedMs: c.reembedMs,
+        lostMs: c.lostMs,
+      },
+    };
+    const w = new Worker(this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url), {
+      workerData: init,
+    });
+    this.worker = w;
+    await new Promise<void>((resolve, reject) => {
+      const onMsg = (r: WorkerReply) => {
+        if (r.kind === 'ready') {
+          this.backend = r.backend;
+          this.ready = true;
+          resolve();
+        } else if (r.kind === 'fatal') reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: r.message }));
+        else this.onResult(r);
+      };
+      w.on('message', onMsg);
+      w.once('error', (e) => reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: e.message }, { cause: e })));
+    });
+    w.on('error', (e) => this.o.logger.error({ err: e.message }, 'vision worker failed'));
+    this.occTimer = setInterval(() => void this.flushOccupancy(), c.occupancyEveryMs);
+    this.occTimer.unref();
+    this.o.logger.info(
+      { backend: this.backend, cameras: c.cameras.length, recognition: c.recognition.enabled },
+      'vision pipeline started',
+    );
+  }
+
+  /** A camera frame (raw JPEG) from `dev/{camera}/evt/vision.frame`. Never stored [VISION-PRIVACY-2]. */
+  frame(camera: string, jpeg: Buffer): void {
+    if (this.closed) return;
+    if (!this.cameras.has(camera)) {
+      this.reject(camera, 'camera', `device ${camera} is not a configured camera (vision.cameras)`);
+      return;
+    }
+    const at = this.o.now();
+    void this.debugCapture(camera, jpeg, at);
+    if (this.waiting.has(camera)) {
+      // [VISION-PIPE-2] the newer frame wins; the older one is stale.
+      this.counts.dropped++;
+      this.m.dropped.inc({ camera, reason: 'stale' });
+    } else this.order.push(camera);
+    this.waiting.set(camera, { camera, jpeg, at });
+    this.pump();
+  }
+
+  status(): VisionStatus {
+    return {
+      backend: this.backend,
+      ready: this.ready,
+      recognition: this.o.config.recognition.enabled,
+      galleryVersion: this.o.gallery.version,
+      gallerySize: this.o.gallery.size,
+      frames: { ...this.counts },
+      cameras: Object.fromEntries(
+        [...this.cameras.keys()].map((id) => [id, { persons: this.persons.get(id) ?? 0 }]),
+      ),
+    };
+  }
+
+  /** Resolves when no frame is in the worker or waiting (tests, shutdown). */
+  idle(): Promise<void> {
+    if (!this.busy && this.waiting.size === 0) return Promise.resolve();
+    return new Promise((r) => this.idleWaiters.push(r));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.occTimer);
+    this.waiting.clear();
+    this.order.length = 0;
+    await this.worker?.terminate();
+    this.busy = false;
+    for (const r of this.idleWaiters.splice(0)) r();
+  }
+
+  private pump(): void {
+    if (this.busy || !this.ready || !this.worker) return;
+    const camera = this.order.shift();
+    if (camera === undefined) {
+      for (const r of this.idleWaiters.splice(0)) r();
+      return;
+    }
+    const w = this.waiting.get(camera)!;
+    this.waiting.delete(camera);
+    this.busy = true;
+    const seq = ++this.seq;
+    this.inflight.set(seq, { camera, at: w.at, started: performance.now() });
+    const cam = this.cameras.get(camera)!;
+    const req: FrameRequest = {
+      kind: 'frame',
+      seq,
+      camera,
+      at: w.at,
+      // Embedding only where identification is lawful here [VISION-CONSENT-1].
+      embed: this.o.config.recognition.enabled && cam.recognition && this.o.gallery.size > 0,
+      jpeg: new Uint8Array(w.jpeg),
+    };
+    this.worker.postMessage(req, [req.jpeg.buffer as ArrayBuffer]);
+  }
+
+  private onResult(r: Extract<WorkerReply, { kind: 'result' }>): void {
+    const f = this.inflight.get(r.seq);
+    this.inflight.delete(r.seq);
+    this.busy = false;
+    if (f) {
+      if (r.ok) this.handleResult(f.camera, f.at, r.result, performance.now() - f.started);
+      else this.reject(f.camera, r.reason, r.message);
+    }
+    this.pump();
+  }
+
+  private reject(camera: string, reason: string, detail: string): void {
+    this.counts.refused++;
+    const e = edgeError('EDGE_ERR_VISION_FRAME', { camera, reason, detail });
+    this.m.refused.inc({ reason });
+    this.o.logger.warn({ code: e.code, camera, reason }, e.message);
+  }
+
+  private handleResult(camera: string, at: number, r: FrameResult, ms: number): void {
+    this.counts.processed++;
+    this.m.frames.inc({ camera });
+    this.m.latency.observe({ stage: 'total' }, ms / 1000);
+    this.m.latency.observe({ stage: 'detect' }, r.ms.detect / 1000);
+    if (r.ms.embed > 0) this.m.latency.observe({ stage: 'embed' }, r.ms.embed / 1000);
+    this.persons.set(camera, r.persons);
+    if (r.departedDwellMs.length)
+      this.dwell.set(camera, [...(this.dwell.get(camera) ?? []), ...r.departedDwellMs]);
+    for (const face of r.faces) if (face.embedding) this.identify(camera, at, face, r);
+  }
+
+  private identify(camera: string, at: number, face: FaceResult, r: FrameResult): void {
+    const rc = this.o.config.recognition;
+    const cam = this.cameras.get(camera)!;
+    if (!rc.enabled || !cam.recognition) return;
+    const zone = zoneOf(cam.zones, face.box, r.width, r.height);
+    if (zone === null) return; // outside every zone: counted, never identified
+    const t0 = performance.now();
+    const m = this.o.gallery.match(face.embedding!);
+    this.m.matchSeconds.observe((performance.now() - t0) / 1000);
+    if (!m || m.similarity < rc.threshold || m.similarity - m.second < rc.margin) return;
+    const key = `${camera}\u0000${m.memberId}`;
+    if (at - (this.cooldown.get(key) ?? -Infinity) < rc.cooldownMs) return;
+    this.cooldown.set(key, at);
+    const payload: MemberRecognized = {
+      id: newId(at),
+      ts: at,
+      memberId: m.memberId,
+      similarity: Math.round(m.similarity * 1000) / 1000,
+      camera,
+      ...(zone ? { zone } : {}),
+      galleryVersion: this.o.gallery.version,
+    };
+    this.m.recognized.inc({ camera });
+    this.o.emit(camera, MEMBER_RECOGNIZED, payload).catch((e: unknown) => {
+      this.o.logger.error({ err: (e as Error).message, camera }, 'member.recognized not stored');
+    });
+  }
+
+  private async flushOccupancy(): Promise<void> {
+    const every = this.o.config.occupancyEveryMs;
+    for (const camera of this.cameras.keys()) {
+      const dwell = this.dwell.get(camera) ?? [];
+      this.dwell.delete(camera);
+      const payload: vision.VisionOccupancy = {
+        ts: this.o.now(),
+        camera,
+        persons: this.persons.get(camera) ?? 0,
+        departed: dwell.length,
+        meanDwellMs: dwell.length ? Math.round(dwell.reduce((a, b) => a + b, 0) / dwell.length) : 0,
+        windowMs: every,
+      };
+      await this.o.emit(camera, vision.VISION_OCCUPANCY, payload).catch((e: unknown) => {
+        this.o.logger.warn({ err: (e as Error).message, camera }, 'vision.occupancy not stored');
+      });
+    }
+  }
+
+  private async debugCapture(camera: string, jpeg: Buffer, at: number): Promise<void> {
+    const d = this.o.config.debugCapture;
+    if (!d || at >= d.until) return;
+    // [VISION-PRIVACY-3] every captured frame is logged; capture ends at `until`.
+    const file = join(d.dir, `${camera}-${at}.jpg`);
+    this.o.logger.warn({ camera, file, until: d.until }, 'vision debug capture: frame written to disk');
+    await mkdir(d.dir, { recursive: true });
+    await writeFile(file, jpeg);
+  }
+}
+
+/** The zone a face's centre falls in: its id, '' when no zones are configured, null when outside all. */
+export function zoneOf(
+  zones: VisionConfig['cameras'][number]['zones'],
+  box: { x: number; y: number; w: number; h: number },
+  width: number,
+  height: number,
+): string | null {
+  if (!zones || zones.length === 0) return '';
+  const cx = (box.x + box.w / 2) / width;
+  const cy = (box.y + box.h / 2) / height;
+  const z = zones.find((z) => cx >= z.x && cx <= z.x + z.w && cy >= z.y && cy <= z.y + z.h);
+  return z ? z.id : null;
+}
+
+function visionMetrics(registry: Registry, gallery: () => Gallery) {
+  const registers = [registry];
+  new Gauge({
+    name: 'storelink_edge_vision_gallery_size',
+    help: 'members in the on-device face gallery',
+    registers,
+    collect() {
+      this.set(gallery().size);
+    },
+  });
+  new Gauge({
+    name: 'storelink_edge_vision_gallery_version',
+    help: 'gallery version last applied (also in the heartbeat)',
+    registers,
+    collect() {
+      this.set(gallery().version);
+    },
+  });
+  return {
+    frames: new Counter({
+      name: 'storelink_edge_vision_frames_total',
+      help: 'camera frames run through the vision pipeline',
+      labelNames: ['camera'],
+      registers,
+    }),
+    dropped: new Counter({
+      name: 'storelink_edge_vision_frames_dropped_total',
+      help: 'camera frames dropped because a newer frame arrived before inference was free',
+      labelNames: ['camera', 'reason'],
+      registers,
+    }),
+    refused: new Counter({
+      name: 'storelink_edge_vision_frames_refused_total',
+      help: 'camera frames refused (corrupt, wrong size, not a JPEG, unknown camera)',
+      labelNames: ['reason'],
+      registers,
+    }),
+    recognized: new Counter({
+      name: 'storelink_edge_vision_recognized_total',
+      help: 'member.recognized events emitted',
+      labelNames: ['camera'],
+      registers,
+    }),
+    latency: new Histogram({
+      name: 'storelink_edge_vision_stage_seconds',
+      help: 'vision pipeline time per frame by stage (total includes queueing in the worker)',
+      labelNames: ['stage'],
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+      registers,
+    }),
+    matchSeconds: new Histogram({
+      name: 'storelink_edge_vision_match_seconds',
+      help: 'gallery match time per face',
+      buckets: [0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,263 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { vision } from '@storelink/protocols';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  corruptJpeg,
+  emptyScene,
+  faceCell,
+  sceneWithFaces,
+} from '../../../firmware-sim/src/camera/images.ts';
+import { waitFor } from '../../../test/helpers/wait.ts';
+import { MemoryKv } from '../outbox/memory.ts';
+import type { VisionConfig } from './config.ts';
+import { decodeFrame } from './frames.ts';
+import { Gallery } from './gallery.ts';
+import { type FaceModels, loadFaceModels, type RgbFrame } from './model.ts';
+import { VisionService, zoneOf } from './service.ts';
+
+// Real inference on the sample photos shipped in @vladmandic/human; models load once per file.
+let models: FaceModels;
+const DETECT = { minScore: 0.6, iou: 0.3, maxFaces: 8, minSizePx: 40 };
+const KEY = Buffer.alloc(32, 7);
+const GW = 'gw-vis';
+
+async function rgb(jpeg: Buffer): Promise<RgbFrame> {
+  return decodeFrame(jpeg, { maxWidth: 640, maxHeight: 480 });
+}
+async function embedOf(jpeg: Buffer): Promise<Float32Array> {
+  const f = await rgb(jpeg);
+  const faces = await models.detect(f, DETECT);
+  expect(faces.length).toBe(1);
+  return (await models.embed(f, faces))[0]!;
+}
+/** A member's own enrolment photo: one grid cell on its own. */
+const enrolPhoto = async (row: number, col: number) =>
+  sharp(await faceCell(row, col, 240))
+    .jpeg()
+    .toBuffer();
+
+beforeAll(async () => {
+  models = await loadFaceModels({ backend: 'wasm' });
+}, 120_000);
+afterAll(() => models?.dispose());
+
+describe('face models (real inference, wasm)', () => {
+  it('detects the known faces in a 640x480 scene where they were placed', async () => {
+    const jpeg = await sceneWithFaces(640, 480, [
+      { row: 0, col: 1, x: 80, y: 100, size: 160 },
+      { row: 3, col: 4, x: 400, y: 220, size: 150 },
+    ]);
+    const faces = await models.detect(await rgb(jpeg), DETECT);
+    expect(faces).toHaveLength(2);
+    const centres = faces.map((f) => [f.x + f.w / 2, f.y + f.h / 2]).sort((a, b) => a[0]! - b[0]!);
+    // each detection's centre lies inside the pasted face square
+    expect(centres[0]![0]).toBeGreaterThan(80);
+    expect(centres[0]![0]).toBeLessThan(240);
+    expect(centres[1]![0]).toBeGreaterThan(400);
+    expect(centres[1]![1]).toBeGreaterThan(220);
+  });
+
+  it('finds no face in a face-free image', async () => {
+    for (const seed of [1, 2, 3]) {
+      expect(await models.detect(await rgb(await emptyScene(640, 480, seed)), DETECT)).toHaveLength(0);
+    }
+  });
+
+  it('refuses a corrupt JPEG with a reason (decoder stage)', async () => {
+    const good = await emptyScene(320, 240);
+    await expect(decodeFrame(corruptJpeg(good), { maxWidth: 640, maxHeight: 480 })).rejects.toMatchObject({
+      reason: 'corrupt',
+    });
+    await expect(
+      decodeFrame(Buffer.from('not a jpeg'), { maxWidth: 640, maxHeight: 480 }),
+    ).rejects.toMatchObject({
+      reason: 'format',
+    });
+    const tiny = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#888' } })
+      .jpeg()
+      .toBuffer();
+    await expect(decodeFrame(tiny, { maxWidth: 640, maxHeight: 480 })).rejects.toMatchObject({
+      reason: 'size',
+    });
+  });
+
+  it('another photo of the same man is closer than any photo of other people', async () => {
+    const a0 = await embedOf(await enrolPhoto(0, 0));
+    const a1 = await embedOf(await enrolPhoto(0, 1));
+    const others = await Promise.all(
+      [
+        [3, 4],
+        [4, 2],
+        [5, 7],
+      ].map(([r, c]) => enrolPhoto(r!, c!).then(embedOf)),
+    );
+    const same = vision.similarity(a0, a1);
+    for (const o of others) expect(vision.similarity(a0, o)).toBeLessThan(same);
+  });
+});
+
+describe('sealed gallery entries', () => {
+  it('round-trip within quantisation error and refuse another gateway or member id', () => {
+    const v = vision.l2normalize(Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i * 0.37)));
+    const sealed = vision.sealEmbedding(KEY, GW, 'm-1', v);
+    expect(vision.similarity(v, vision.openEmbedding(KEY, GW, 'm-1', sealed))).toBeGreaterThan(0.999);
+    expect(() => vision.openEmbedding(KEY, 'gw-other', 'm-1', sealed)).toThrow();
+    expect(() => vision.openEmbedding(KEY, GW, 'm-2', sealed)).toThrow();
+    expect(() => vision.openEmbedding(Buffer.alloc(32, 8), GW, 'm-1', sealed)).toThrow();
+  });
+
+  it('stores entries sealed, reloads them, and a stale upsert cannot undo an erasure', async () => {
+    const kv = new MemoryKv();
+    const g = new Gallery(kv, GW, KEY);
+    const v = vision.l2normalize(Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i)));
+    const sealed = vision.sealEmbedding(KEY, GW, 'm-1', v);
+    await g.upsert({ version: 1, entries: [{ memberId: 'm-1', sealed }] });
+    expect(await kv.get('vision/gallery/e/m-1')).toBe(sealed); // at rest: the sealed form only
+    await g.remove({ version: 3, memberIds: ['m-1', 'm-9'], reason: 'erased' });
+    const r = await g.upsert({ version: 2, entries: [{ memberId: 'm-1', sealed }] });
+    expect(r.skipped).toEqual(['m-1']);
+    const again = new Gallery(kv, GW, KEY);
+    await again.load();
+    expect(again.has('m-1')).toBe(false);
+    expect(again.version).toBe(3);
+  });
+
+  it('refuses an upsert whose entry was sealed for another gateway, applying nothing', async () => {
+    const g = new Gallery(new MemoryKv(), GW, KEY);
+    const v = vision.l2normalize(new Float32Array(1024).fill(1));
+    const good = vision.sealEmbedding(KEY, GW, 'm-1', v);
+    const foreign = vision.sealEmbedding(KEY, 'gw-x', 'm-2', v);
+    await expect(
+      g.upsert({
+        version: 1,
+        entries: [
+          { memberId: 'm-1', sealed: good },
+          { memberId: 'm-2', sealed: foreign },
+        ],
+      }),
+    ).rejects.toMatchObject({ code: 'EDGE_ERR_VISION_GALLERY' });
+    expect(g.size).toBe(0);
+  });
+});
+
+describe('zones', () => {
+  it('a face outside every zone is not identified; no zones = whole frame', () => {
+    const zones = [{ id: 'shelf-a', x: 0, y: 0, w: 0.5, h: 1 }];
+    expect(zoneOf(zones, { x: 10, y: 10, w: 50, h: 50 }, 640, 480)).toBe('shelf-a');
+    expect(zoneOf(zones, { x: 500, y: 10, w: 50, h: 50 }, 640, 480)).toBeNull();
+    expect(zoneOf(undefined, { x: 500, y: 10, w: 50, h: 50 }, 640, 480)).toBe('');
+  });
+});
+
+describe('VisionService (worker thread, real models)', () => {
+  let dir: string;
+  let service: VisionService;
+  let gallery: Gallery;
+  const emitted: Array<{ camera: string; type: string; payload: Record<string, unknown> }> = [];
+  const logs: string[] = [];
+  const config = (over: Partial<VisionConfig> = {}): VisionConfig => ({
+    cameras: [{ id: 'cam-1', recognition: true }],
+    recognition: { enabled: true, threshold: 0.6, margin: 0.02, cooldownMs: 0 },
+    maxWidth: 640,
+    maxHeight: 480,
+    minScore: 0.6,
+    minFacePx: 40,
+    maxFaces: 8,
+    reembedMs: 0,
+    lostMs: 1500,
+    occupancyEveryMs: 60_000,
+    backend: 'wasm',
+    ...over,
+  });
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'vision-'));
+    gallery = new Gallery(new MemoryKv(), GW, KEY);
+    // Enrol the man of row 0 from his own photo (cell 0); the camera will see another photo (cell 1).
+    const e = await embedOf(await enrolPhoto(0, 0));
+    await gallery.upsert({
+      version: 1,
+      entries: [{ memberId: 'm-alice', sealed: vision.sealEmbedding(KEY, GW, 'm-alice', e) }],
+    });
+    const logger = pino({ level: 'warn' }, { write: (s: string) => logs.push(s) });
+    service = new VisionService({
+      config: config(),
+      gallery,
+      now: Date.now,
+      logger,
+      registry: new Registry(),
+      emit: async (camera, type, payload) => {
+        emitted.push({ camera, type, payload: payload as Record<string, unknown> });
+      },
+    });
+    await service.start();
+  }, 120_000);
+  afterAll(async () => {
+    await service?.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('recognises the enrolled member in another photo, not a stranger; corrupt frames are refused and the pipeline continues; erasure stops recognition', async () => {
+    const enrolled = await sceneWithFaces(640, 480, [{ row: 0, col: 1, x: 200, y: 120, size: 180 }]);
+    const stranger = await sceneWithFaces(640, 480, [{ row: 4, col: 2, x: 200, y: 120, size: 180 }], 2);
+
+    service.frame('cam-1', corruptJpeg(enrolled));
+    await service.idle();
+    expect(service.status().frames.refused).toBe(1);
+    expect(logs.join('')).toContain('EDGE_ERR_VISION_FRAME');
+
+    service.frame('cam-1', enrolled);
+    await service.idle();
+    const rec = emitted.filter((e) => e.type === 'member.recognized');
+    expect(rec).toHaveLength(1);
+    expect(rec[0]!.payload).toMatchObject({ memberId: 'm-alice', camera: 'cam-1', galleryVersion: 1 });
+    expect(Object.keys(rec[0]!.payload).sort()).toEqual([
+      'camera',
+      'galleryVersion',
+      'id',
+      'memberId',
+      'similarity',
+      'ts',
+    ]);
+
+    service.frame('cam-1', stranger);
+    await service.idle();
+    expect(emitted.filter((e) => e.type === 'member.recognized')).toHaveLength(1);
+
+    await gallery.remove({ version: 2, memberIds: ['m-alice'], reason: 'erased' });
+    service.frame('cam-1', enrolled);
+    await service.idle();
+    expect(emitted.filter((e) => e.type === 'member.recognized')).toHaveLength(1);
+    expect(service.status().frames.processed).toBe(3);
+  }, 60_000);
+
+  it('drops stale frames under a burst and never queues more than one per camera', async () => {
+    const frame = await emptyScene(640, 480, 5);
+    const before = service.status().frames;
+    for (let i = 0; i < 30; i++) service.frame('cam-1', frame);
+    await waitFor(
+      () =>
+        service.status().frames.processed +
+          service.status().frames.dropped -
+          before.processed -
+          before.dropped ===
+        30,
+      60_000,
+      'every burst frame processed or dropped',
+    );
+    const after = service.status().frames;
+    expect(after.dropped - before.dropped).toBeGreaterThanOrEqual(27);
+    expect(after.processed - before.processed).toBeGreaterThanOrEqual(1);
+  }, 90_000);
+
+  it('refuses frames from a device that is not a configured camera', () => {
+    const before = service.status().frames.refused;
+    service.frame('cam-unknown', Buffer.from([0xff, 0xd8]));
+    expect(service.status().frames.refused).toBe(before + 1);
+  });
+});

@@ -1,0 +1,62 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { FrameError, type PipelineOptions, processFrame, Tracker } from './frames.ts';
+import { type BackendName, loadFaceModels } from './model.ts';
+
+/** Messages to and from the vision worker (edge/src/vision/worker-client.ts is the other side). */
+export interface WorkerInit {
+  backend?: BackendName;
+  modelsDir?: string;
+  pipeline: PipelineOptions;
+}
+export interface FrameRequest {
+  kind: 'frame';
+  seq: number;
+  camera: string;
+  at: number;
+  embed: boolean;
+  jpeg: Uint8Array;
+}
+export type WorkerReply =
+  | { kind: 'ready'; backend: BackendName }
+  | { kind: 'result'; seq: number; ok: true; result: import('./frames.ts').FrameResult }
+  | { kind: 'result'; seq: number; ok: false; reason: string; message: string }
+  | { kind: 'fatal'; message: string };
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+const trackers = new Map<string, Tracker>();
+
+try {
+  const models = await loadFaceModels({
+    ...(init.backend ? { backend: init.backend } : {}),
+    ...(init.modelsDir ? { dir: init.modelsDir } : {}),
+  });
+  port.on('message', (m: FrameRequest) => {
+    let tracker = trackers.get(m.camera);
+    if (!tracker) {
+      tracker = new Tracker();
+      trackers.set(m.camera, tracker);
+    }
+    processFrame(models, tracker, m.jpeg, m.at, { ...init.pipeline, embed: m.embed }).then(
+      (result) => {
+        const transfer = result.faces.flatMap((f) =>
+          f.embedding ? [f.embedding.buffer as ArrayBuffer] : [],
+        );
+        port.postMessage({ kind: 'result', seq: m.seq, ok: true, result } satisfies WorkerReply, transfer);
+      },
+      (e: unknown) => {
+        const reason = e instanceof FrameError ? e.reason : 'inference';
+        port.postMessage({
+          kind: 'result',
+          seq: m.seq,
+          ok: false,
+          reason,
+          message: (e as Error).message,
+        } satisfies WorkerReply);
+      },
+    );
+  });
+  port.postMessage({ kind: 'ready', backend: models.backend } satisfies WorkerReply);
+} catch (e) {
+  port.postMessage({ kind: 'fatal', message: (e as Error).message } satisfies WorkerReply);
+}
