@@ -88,6 +88,9 @@ export async function unmerge(tx: MembersTx, mergeId: string, at: number, o: Ide
   if (!m) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'merge', id: mergeId });
   if (m.undoneAt !== null) return { merge: m, already: true };
   await tx.revokeLink(m.linkA, m.linkB, at);
+  // Hand the ids back to the member they came from, so re-resolution keeps its id.
+  const back = await tx.memberOfIds(m.fromIds);
+  for (const k of back.keys()) await tx.assignId(k, m.from, at);
   const seeds = [m.linkA, m.linkB, idKey('member', m.from), idKey('member', m.into), ...m.fromIds];
   // Ids erased since are gone from the graph; re-resolve what is left.
   const live = await tx.memberOfIds(seeds);
