@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:net';
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls';
 import {
   GATEWAY_PUBLISH_CHANNELS,
   GATEWAY_SUBSCRIBE_CHANNELS,
@@ -9,6 +10,8 @@ import {
 import { Aedes, type AuthenticateError, type Client } from 'aedes';
 import type { Logger } from 'pino';
 import { cloudError } from './errors.ts';
+import { gatewayIdOfPeer } from './fleet/ca.ts';
+import type { CertificateIdentity } from './fleet/provisioning.ts';
 import type { CloudMetrics } from './metrics.ts';
 import { secretEquals, verifyPassword } from './passwords.ts';
 import type { GatewayCredentials } from './store/store.ts';
@@ -21,6 +24,10 @@ import type { GatewayCredentials } from './store/store.ts';
  *   may publish only to its own sl/v1/{site}/{gw}/(up|state|hb|shadow/reported) and
  *   subscribe only to its own .../(ack|cmd|shadow/desired) [BROKER-ACL-1];
  * - a client id in use by another identity cannot be taken over [BROKER-ACL-2];
+ * - with `tls`, a second listener does mutual TLS: a client certificate signed by the
+ *   cloud CA names the gateway (CN), and is accepted only while the store says it is the
+ *   gateway's current one [FLEET-CERT-1]; a revoked gateway is refused on both paths and
+ *   `disconnectGateway` drops its live connections at once [FLEET-REVOKE-1];
  * - everything else is refused, counted (storelink_cloud_broker_refused_total{reason})
  *   and logged with a CLOUD_ERR_* code.
  * The services never call aedes directly: they are ordinary MQTT clients, so this broker
@@ -36,9 +43,28 @@ export interface EmbeddedBrokerOptions {
   /** 0 = a free port. */
   port: number;
   service: { username: string; password: string };
-  credentials: (gatewayId: string) => Promise<GatewayCredentials | undefined>;
+  /** `revokedAt` set: refused as revoked [FLEET-REVOKE-1]. */
+  credentials: (
+    gatewayId: string,
+  ) => Promise<(GatewayCredentials & { revokedAt?: number | null }) | undefined>;
+  /** Mutual TLS listener (docs/fleet-provisioning.md); omit for none. */
+  tls?: EmbeddedBrokerTls;
   metrics: CloudMetrics;
   logger: Logger;
+}
+
+export interface EmbeddedBrokerTls {
+  host: string;
+  /** 0 = a free port. */
+  port: number;
+  keyPem: string;
+  certPem: string;
+  /** The CA gateway certificates must chain to. */
+  caPem: string;
+  /** Refuse clients without a certificate (else they fall back to the password path). */
+  requireClientCert: boolean;
+  /** The store's record of a presented certificate, by SHA-256 fingerprint (hex). */
+  certificate: (fingerprint: string) => Promise<CertificateIdentity | undefined>;
 }
 
 export interface EmbeddedBroker {
@@ -46,12 +72,48 @@ export interface EmbeddedBroker {
   url: string;
   host: string;
   port: number;
+  /** mqtts://host:port of the mutual TLS listener, when `tls` was given. */
+  tlsUrl: string | undefined;
+  tlsPort: number | undefined;
   aedes: Aedes;
+  /**
+   * [FLEET-REVOKE-1] Closes every live connection of the gateway now (its will goes out,
+   * so presence turns offline) and refuses any authentication already in flight for it.
+   * Returns how many connections were closed.
+   */
+  disconnectGateway(gatewayId: string): number;
   close(): Promise<void>;
 }
 
 const REFUSE_AUTH = 4; // CONNACK 0x04 bad user name or password [MQTT-3.2.2-5]
 const REFUSE_ID = 2; // CONNACK 0x02 identifier rejected
+const REFUSE_NOT_AUTHORIZED = 5; // CONNACK 0x05 not authorized
+
+type Verdict =
+  | { ok: true; who: BrokerIdentity }
+  | {
+      ok: false;
+      reason: string;
+      code: 'CLOUD_ERR_AUTH' | 'CLOUD_ERR_CERT_REFUSED' | 'CLOUD_ERR_GATEWAY_REVOKED';
+      detail?: string;
+    };
+
+const deny = (
+  reason: string,
+  code: Extract<Verdict, { ok: false }>['code'] = 'CLOUD_ERR_AUTH',
+  detail?: string,
+): Verdict => ({
+  ok: false,
+  reason,
+  code,
+  ...(detail !== undefined ? { detail } : {}),
+});
+
+/** The TLS socket under an aedes client, when it came in on the TLS listener. */
+function tlsSocketOf(client: Client): TLSSocket | undefined {
+  const conn = client.conn as unknown as Partial<TLSSocket>;
+  return typeof conn.getPeerCertificate === 'function' ? (conn as TLSSocket) : undefined;
+}
 
 function authError(message: string, returnCode: number): AuthenticateError {
   return Object.assign(new Error(message), { returnCode }) as AuthenticateError;
@@ -61,11 +123,15 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const { metrics, logger } = opts;
   const log = logger.child({ component: 'broker' });
   const identities = new WeakMap<Client, BrokerIdentity>();
+  /** Live connections per gateway id, for `disconnectGateway` [FLEET-REVOKE-1]. */
+  const byGateway = new Map<string, Set<Client>>();
+  /** Gateways revoked while this broker runs: an authentication in flight is refused too. */
+  const revokedHere = new Set<string>();
   let aedesRef: Aedes | undefined;
 
   const refuse = (
     reason: string,
-    code: 'CLOUD_ERR_AUTH' | 'CLOUD_ERR_ACL',
+    code: 'CLOUD_ERR_AUTH' | 'CLOUD_ERR_ACL' | 'CLOUD_ERR_CERT_REFUSED' | 'CLOUD_ERR_GATEWAY_REVOKED',
     details: Record<string, unknown>,
   ) => {
     metrics.brokerRefused.inc({ reason });
@@ -83,21 +149,48 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     authenticate(client, username, password, done) {
       const user = username ?? '';
       const pass = password ? password.toString('utf8') : '';
-      const identify = async (): Promise<BrokerIdentity | undefined> => {
-        if (user === opts.service.username) {
-          return secretEquals(pass, opts.service.password) ? { kind: 'service', username: user } : undefined;
+      const tlsSocket = tlsSocketOf(client);
+      const identify = async (): Promise<Verdict> => {
+        if (tlsSocket && opts.tls) {
+          const byCert = await identifyByCertificate(tlsSocket, user, opts.tls);
+          if (byCert) return byCert;
+          // No certificate presented.
+          if (opts.tls.requireClientCert)
+            return deny('cert_missing', 'CLOUD_ERR_CERT_REFUSED', 'no client certificate');
         }
-        if (!isValidId(user)) return undefined;
+        if (user === opts.service.username) {
+          return secretEquals(pass, opts.service.password)
+            ? { ok: true, who: { kind: 'service', username: user } }
+            : deny('auth');
+        }
+        if (!isValidId(user)) return deny('auth');
         const creds = await opts.credentials(user);
-        if (!creds || !(await verifyPassword(pass, creds.passwordHash))) return undefined;
-        return { kind: 'gateway', id: creds.id, site: creds.site };
+        if (!creds || !(await verifyPassword(pass, creds.passwordHash))) return deny('auth');
+        // [FLEET-REVOKE-1] checked after the password, so a revoked id reveals nothing to a guesser.
+        if (creds.revokedAt != null) return deny('revoked', 'CLOUD_ERR_GATEWAY_REVOKED');
+        return { ok: true, who: { kind: 'gateway', id: creds.id, site: creds.site } };
       };
       identify().then(
-        (who) => {
-          if (!who) {
-            refuse('auth', 'CLOUD_ERR_AUTH', { username: user, client: client.id });
-            return done(authError('bad user name or password', REFUSE_AUTH), false);
+        (verdict) => {
+          if (verdict.ok && verdict.who.kind === 'gateway' && revokedHere.has(verdict.who.id)) {
+            verdict = deny('revoked', 'CLOUD_ERR_GATEWAY_REVOKED');
           }
+          if (!verdict.ok) {
+            refuse(verdict.reason, verdict.code, {
+              username: user,
+              client: user || client.id,
+              gateway: user || client.id,
+              reason: verdict.detail ?? verdict.reason,
+            });
+            return done(
+              authError(
+                verdict.code === 'CLOUD_ERR_AUTH' ? 'bad user name or password' : 'not authorized',
+                verdict.code === 'CLOUD_ERR_AUTH' ? REFUSE_AUTH : REFUSE_NOT_AUTHORIZED,
+              ),
+              false,
+            );
+          }
+          const who = verdict.who;
           // [BROKER-ACL-2] MQTT lets a new connection with the same client id close the
           // old one [MQTT-3.1.4-2]; only the same identity may do that.
           const holder = (aedesRef as unknown as { clients: Record<string, Client> } | undefined)?.clients[
@@ -112,6 +205,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
             return done(authError('client id in use', REFUSE_ID), false);
           }
           identities.set(client, who);
+          if (who.kind === 'gateway') {
+            const set = byGateway.get(who.id) ?? new Set<Client>();
+            byGateway.set(who.id, set);
+            set.add(client);
+          }
           done(null, true);
         },
         (e: unknown) => {
@@ -174,7 +272,11 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   });
   aedesRef = aedes;
   aedes.on('client', () => metrics.brokerClients.inc());
-  aedes.on('clientDisconnect', () => metrics.brokerClients.dec());
+  aedes.on('clientDisconnect', (client) => {
+    metrics.brokerClients.dec();
+    const who = identities.get(client);
+    if (who?.kind === 'gateway') byGateway.get(who.id)?.delete(client);
+  });
   aedes.on('clientError', (client, err) =>
     log.debug({ client: client?.id, err: err.message }, 'client error'),
   );
@@ -183,10 +285,31 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   );
 
   const server: Server = createServer(aedes.handle);
+  const tlsServer = opts.tls
+    ? createTlsServer(
+        {
+          key: opts.tls.keyPem,
+          cert: opts.tls.certPem,
+          ca: opts.tls.caPem,
+          requestCert: true,
+          // The chain is checked here (socket.authorized) so that a refusal is a counted,
+          // logged CONNACK with a code rather than an anonymous handshake failure.
+          rejectUnauthorized: false,
+          minVersion: 'TLSv1.2',
+        },
+        aedes.handle,
+      )
+    : undefined;
+  tlsServer?.on('tlsClientError', (err) => log.debug({ err: err.message }, 'tls handshake failed'));
+  // Both 'listening' waits are set up before either listen, so neither event can be missed.
+  const listening = Promise.all([once(server, 'listening'), tlsServer ? once(tlsServer, 'listening') : null]);
   server.listen(opts.port, opts.host);
+  tlsServer?.listen(opts.tls!.port, opts.tls!.host);
   try {
-    await once(server, 'listening');
+    await listening;
   } catch (e) {
+    server.close();
+    tlsServer?.close();
     await new Promise<void>((r) => aedes.close(() => r()));
     throw cloudError(
       'CLOUD_ERR_BROKER',
@@ -198,20 +321,75 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   const dialHost = opts.host === '0.0.0.0' || opts.host === '::' ? '127.0.0.1' : opts.host;
   log.info({ port, host: opts.host }, 'embedded broker listening');
+  const tlsAddr = tlsServer?.address();
+  const tlsPort = tlsAddr && typeof tlsAddr === 'object' ? tlsAddr.port : undefined;
+  const tlsDial =
+    opts.tls && (opts.tls.host === '0.0.0.0' || opts.tls.host === '::' ? '127.0.0.1' : opts.tls.host);
+  if (tlsPort !== undefined)
+    log.info({ port: tlsPort, host: opts.tls!.host }, 'embedded broker TLS listening');
 
   let closing: Promise<void> | undefined;
   return {
     url: `mqtt://${dialHost.includes(':') ? `[${dialHost}]` : dialHost}:${port}`,
     host: opts.host,
     port,
+    tlsUrl:
+      tlsPort !== undefined && tlsDial
+        ? `mqtts://${tlsDial.includes(':') ? `[${tlsDial}]` : tlsDial}:${tlsPort}`
+        : undefined,
+    tlsPort,
     aedes,
+    disconnectGateway(gatewayId) {
+      revokedHere.add(gatewayId);
+      const live = [...(byGateway.get(gatewayId) ?? [])];
+      byGateway.delete(gatewayId);
+      for (const c of live) c.close();
+      if (live.length)
+        log.warn({ gateway: gatewayId, connections: live.length }, 'gateway disconnected (revoked)');
+      return live.length;
+    },
     close() {
       closing ??= (async () => {
+        const tlsClosed = tlsServer
+          ? new Promise<void>((r) => tlsServer.close(() => r()))
+          : Promise.resolve();
         const serverClosed = new Promise<void>((r) => server.close(() => r()));
         await new Promise<void>((r) => aedes.close(() => r()));
         await serverClosed;
+        await tlsClosed;
       })();
       return closing;
     },
   };
+}
+
+/**
+ * The certificate path [FLEET-CERT-1]: undefined when the client presented no
+ * certificate (the caller decides whether the password path is open); otherwise a verdict.
+ */
+async function identifyByCertificate(
+  socket: TLSSocket,
+  username: string,
+  tls: EmbeddedBrokerTls,
+): Promise<Verdict | undefined> {
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) return undefined;
+  const refused = (reason: string, detail: string) => deny(reason, 'CLOUD_ERR_CERT_REFUSED', detail);
+  if (!socket.authorized) {
+    return refused('cert_untrusted', String(socket.authorizationError ?? 'not signed by the cloud CA'));
+  }
+  const id = gatewayIdOfPeer(peer);
+  if (!id || !isValidId(id)) return refused('cert_mismatch', 'the certificate names no gateway id');
+  // A username, if sent, must be the certificate's gateway: no speaking for another one.
+  if (username !== '' && username !== id) {
+    return refused('cert_mismatch', `username "${username}" is not the certificate's gateway "${id}"`);
+  }
+  const fingerprint = peer.fingerprint256.replace(/:/g, '').toLowerCase();
+  const rec = await tls.certificate(fingerprint);
+  if (!rec || rec.gateway !== id)
+    return refused('cert_unknown', 'the cloud has no record of this certificate');
+  if (rec.revokedAt !== null) return deny('revoked', 'CLOUD_ERR_GATEWAY_REVOKED');
+  // [FLEET-ROTATE-1] a rotated certificate stops working at its next connect.
+  if (rec.retiredReason !== null) return refused('cert_rotated', 'a newer certificate replaced it');
+  return { ok: true, who: { kind: 'gateway', id: rec.gateway, site: rec.site } };
 }

@@ -21,8 +21,31 @@ const Enum = <T extends string>(values: readonly T[]) =>
 const NonEmpty = Type.String({ minLength: 1 });
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** Mutual TLS listener of the embedded broker (docs/fleet-provisioning.md) [FLEET-CERT-1]. */
+const BrokerTls = Type.Object(
+  {
+    host: NonEmpty,
+    port: Port,
+    /** Host names / IPs the gateways dial: the SANs of the broker's server certificate. */
+    hosts: Type.Array(NonEmpty, { minItems: 1 }),
+    /** false: clients without a certificate may use the password path over TLS. */
+    requireClientCert: Type.Boolean(),
+  },
+  { additionalProperties: false },
+);
 const EmbeddedBroker = Type.Object(
-  { mode: Type.Literal('embedded'), host: NonEmpty, port: Port },
+  { mode: Type.Literal('embedded'), host: NonEmpty, port: Port, tls: Type.Optional(BrokerTls) },
+  { additionalProperties: false },
+);
+/** Gateway provisioning and presence (docs/fleet-provisioning.md). */
+const FleetConfig = Type.Object(
+  {
+    /** The fleet CA's key and certificate (created on first start). */
+    caDir: NonEmpty,
+    certValidityDays: Type.Integer({ minimum: 1, maximum: 3650 }),
+    heartbeatTimeoutMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 }),
+    stallAfterMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 }),
+  },
   { additionalProperties: false },
 );
 const ExternalBroker = Type.Object(
@@ -100,6 +123,7 @@ const ConfigBase = Type.Object(
     ),
     log: Type.Object({ level: Enum(LOG_LEVELS) }, { additionalProperties: false }),
     payments: PaymentsConfigSchema,
+    fleet: FleetConfig,
   },
   { additionalProperties: false },
 );
@@ -139,6 +163,9 @@ export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | '
   STORELINK_CLOUD_BROKER_URL: { path: 'broker.url', type: 'string' },
   STORELINK_CLOUD_BROKER_USERNAME: { path: 'broker.username', type: 'string' },
   STORELINK_CLOUD_BROKER_PASSWORD: { path: 'broker.password', type: 'string' },
+  STORELINK_CLOUD_BROKER_TLS_PORT: { path: 'broker.tls.port', type: 'int' },
+  STORELINK_CLOUD_BROKER_TLS_HOSTS: { path: 'broker.tls.hosts', type: 'json' },
+  STORELINK_CLOUD_FLEET_CA_DIR: { path: 'fleet.caDir', type: 'string' },
   STORELINK_CLOUD_STORE_KIND: { path: 'store.kind', type: 'string' },
   STORELINK_CLOUD_STORE_DIR: { path: 'store.dir', type: 'string' },
   STORELINK_CLOUD_STORE_URL: { path: 'store.url', type: 'string' },
@@ -151,7 +178,7 @@ export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | '
 };
 
 const VARIANT_KEYS: Record<string, Record<string, readonly string[]>> = {
-  broker: { embedded: ['mode', 'host', 'port'], external: ['mode', 'url', 'username', 'password'] },
+  broker: { embedded: ['mode', 'host', 'port', 'tls'], external: ['mode', 'url', 'username', 'password'] },
   store: { pglite: ['kind', 'dir', 'worker'], postgres: ['kind', 'url'] },
 };
 
@@ -306,6 +333,12 @@ export function resolveCloudConfig(
     gateways: i.gateways ?? [],
     commands: section(i.commands, { defaultTtlMs: 60_000 }),
     log: section(i.log, { level: 'info' }),
+    fleet: section(i.fleet, {
+      caDir: `${dataDir}/fleet-ca`,
+      certValidityDays: 365,
+      heartbeatTimeoutMs: 35_000,
+      stallAfterMs: 60_000,
+    }),
     payments: section(i.payments, {
       providers: {},
       orderTtlMs: 300_000,
@@ -316,6 +349,16 @@ export function resolveCloudConfig(
       sweepIntervalMs: 5_000,
     }),
   };
+  // A TLS listener given (even only its port): defaults for the rest [FLEET-CERT-1].
+  const brokerCand = candidate.broker as Record<string, unknown>;
+  if (isObj(brokerCand) && brokerCand.mode === 'embedded' && isObj(brokerCand.tls)) {
+    brokerCand.tls = {
+      host: brokerCand.host,
+      hosts: ['localhost', '127.0.0.1'],
+      requireClientCert: true,
+      ...brokerCand.tls,
+    };
+  }
   // No service password given: a random one per start. The embedded broker's service
   // clients learn it in process; with an external broker it must be configured.
   const service = candidate.service as Record<string, unknown>;
@@ -356,5 +399,6 @@ export function resolveCloudConfig(
           }
         : cfg.store,
     signing: { privateKeyFile: abs(cfg.signing.privateKeyFile) },
+    fleet: { ...cfg.fleet, caDir: abs(cfg.fleet.caDir) },
   };
 }

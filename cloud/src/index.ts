@@ -8,6 +8,8 @@ import {
   type ExternalBrokerConfig,
   resolveCloudConfig,
 } from './config.ts';
+import { loadOrCreateCa } from './fleet/ca.ts';
+import { SqlProvisioning } from './fleet/provisioning.ts';
 import { build } from './http/app.ts';
 import { IngestService } from './ingest/service.ts';
 import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
@@ -42,6 +44,10 @@ export interface CloudApp {
   httpUrl: string;
   /** mqtt://host:port of the broker the gateways should use. */
   brokerUrl: string;
+  /** mqtts://host:port of the embedded broker's mutual TLS listener, when configured. */
+  brokerTlsUrl: string | undefined;
+  /** The fleet CA certificate (gateway and broker certificates chain to it). */
+  caPem: string;
   /** The key gateways must trust for commands (also written to `<privateKeyFile>.pub`). */
   publicKeyPem: string;
   config: CloudConfig;
@@ -98,6 +104,9 @@ export async function startCloud(
         now(),
       );
     }
+    // Provisioning (docs/fleet-provisioning.md): revocation-aware credentials, the fleet CA.
+    const fleet = store instanceof SqlCloudStore ? new SqlProvisioning(store.sql) : undefined;
+    const ca = await loadOrCreateCa(config.fleet.caDir, now());
     const key = loadOrCreateSigningKey(config.signing.privateKeyFile);
     if (key.generated)
       logger.info({ file: config.signing.privateKeyFile }, 'generated a new command signing key');
@@ -109,7 +118,19 @@ export async function startCloud(
         host: config.broker.host,
         port: config.broker.port,
         service: config.service,
-        credentials: (id) => store.getGatewayCredentials(id),
+        credentials: (id) => (fleet ? fleet.credentials(id) : store.getGatewayCredentials(id)),
+        ...(config.broker.tls && fleet
+          ? {
+              tls: {
+                host: config.broker.tls.host,
+                port: config.broker.tls.port,
+                requireClientCert: config.broker.tls.requireClientCert,
+                caPem: ca.caCertPem,
+                ...(await ca.serverCertificate(config.broker.tls.hosts, now())),
+                certificate: (fingerprint: string) => fleet.certificate(fingerprint),
+              },
+            }
+          : {}),
         metrics,
         logger,
       });
@@ -188,6 +209,22 @@ export async function startCloud(
           }
         : {}),
       ...(prices ? { prices: { book: prices.book } } : {}),
+      ...(fleet
+        ? {
+            provisioning: {
+              repo: fleet,
+              ca,
+              disconnect: (id: string) => broker?.disconnectGateway(id) ?? 0,
+              presence: {
+                heartbeatTimeoutMs: config.fleet.heartbeatTimeoutMs,
+                stallAfterMs: config.fleet.stallAfterMs,
+              },
+              certValidityDays: config.fleet.certValidityDays,
+              brokerUrl: broker ? broker.url : (config.broker as ExternalBrokerConfig).url,
+              tlsUrl: broker?.tlsUrl,
+            },
+          }
+        : {}),
       ...(alerts ? { alerts: { alerts } } : {}),
       dashboard:
         prices && store instanceof SqlCloudStore ? { prices: { book: prices.book, sql: store.sql } } : {},
@@ -205,6 +242,8 @@ export async function startCloud(
     return {
       httpUrl,
       brokerUrl,
+      brokerTlsUrl: broker?.tlsUrl,
+      caPem: ca.caCertPem,
       publicKeyPem: key.publicKeyPem,
       config,
       store,

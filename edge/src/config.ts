@@ -100,6 +100,17 @@ export const EdgeConfigSchema = Type.Object(
         /** Ed25519 public key of the cloud command signer (PEM); without one every command is refused. */
         publicKeyPem: Type.Optional(Type.String()),
         publicKeyFile: Type.Optional(Type.String()),
+        /**
+         * Mutual TLS to the cloud broker (mqtts://, docs/fleet-provisioning.md): the cloud CA
+         * to trust, and this gateway's certificate and key, as PEM or as files. Files are
+         * read at every connect, so a rotated certificate on disk is used at the next one.
+         */
+        caPem: Type.Optional(Type.String()),
+        caFile: Type.Optional(Type.String()),
+        certPem: Type.Optional(Type.String()),
+        certFile: Type.Optional(Type.String()),
+        keyPem: Type.Optional(Type.String()),
+        keyFile: Type.Optional(Type.String()),
         // 2000 events / 1 MiB (the protocol's batch byte limit): a backlog drains in a
         // quarter of the transactions of 500 / 256 KiB (docs/performance.md "Drain path tuning").
         batchMaxEvents: PosInt(2000, { maximum: 5000 }),
@@ -257,6 +268,13 @@ export function parseConfig(input: unknown, env: NodeJS.ProcessEnv = {}): EdgeCo
   }
   if (c.cloud.publicKeyPem && c.cloud.publicKeyFile) {
     problems.push('/cloud give either publicKeyPem or publicKeyFile, not both');
+  }
+  for (const k of ['ca', 'cert', 'key'] as const) {
+    if (c.cloud[`${k}Pem`] && c.cloud[`${k}File`])
+      problems.push(`/cloud give either ${k}Pem or ${k}File, not both`);
+  }
+  if (!(c.cloud.certPem ?? c.cloud.certFile) !== !(c.cloud.keyPem ?? c.cloud.keyFile)) {
+    problems.push('/cloud a client certificate needs its key (certPem/certFile with keyPem/keyFile)');
   }
   const seen = new Set<string>();
   c.devices.forEach((d, i) => {

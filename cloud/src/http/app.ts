@@ -11,6 +11,7 @@ import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
+import provisioningRoutes, { type ProvisioningRoutesOptions } from '../fleet/routes-provisioning.ts';
 import alertRoutes, { type AlertRoutesOptions } from '../fleet/routes-alerts.ts';
 import dashboardRoutes, { type DashboardOptions } from '../dashboard/routes.ts';
 
@@ -22,6 +23,8 @@ export interface HttpOptions {
   vending?: VendingRoutesOptions;
   /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
   prices?: PricesRoutesOptions;
+  /** Gateway provisioning and judged presence (cloud/src/fleet/provisioning*); omit for none. */
+  provisioning?: ProvisioningRoutesOptions;
   /** Fleet alerts and webhooks (cloud/src/fleet/alerts*); omit for none. */
   alerts?: AlertRoutesOptions;
   /** The operations dashboard at /dashboard (cloud/src/dashboard); omit for none. */
@@ -112,6 +115,7 @@ async function createApp(opts: HttpOptions) {
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
       if (opts.prices) await api.register(pricesRoutes, opts.prices);
+      if (opts.provisioning) await api.register(provisioningRoutes, opts.provisioning);
       if (opts.alerts) await api.register(alertRoutes, opts.alerts);
     },
     { prefix: API_PREFIX },

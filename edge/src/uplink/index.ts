@@ -6,6 +6,7 @@ import type { EdgeMetrics } from '../metrics.ts';
 import type { KvStore, Outbox } from '../outbox/types.ts';
 import { backoffDelay } from './backoff.ts';
 import { UplinkSender } from './sender.ts';
+import { readUplinkTls } from './tls.ts';
 
 export const BDSEQ_KEY = 'uplink!bdSeq';
 
@@ -157,6 +158,8 @@ export class Uplink {
     // not connect: an unpersisted bdSeq could be handed out again after a restart, and a
     // late will of this session would then mark the next, live session offline. The
     // attempt fails, the reconnect backoff retries (the store reopens itself meanwhile).
+    // Certificate files first: an unreadable one fails the attempt before a bdSeq is used.
+    const tls = readUplinkTls(this.o.cloud);
     const bdSeq = this.bdSeq + 1;
     try {
       await this.o.kv.put(BDSEQ_KEY, String(bdSeq), { sync: true });
@@ -182,6 +185,9 @@ export class Uplink {
       reconnectPeriod: 0, // reconnects are ours: new bdSeq, backoff with jitter
       connectTimeout: 10_000,
       resubscribe: false,
+      // mqtts:// with the cloud CA and, for mutual TLS, this gateway's certificate.
+      ...tls,
+      rejectUnauthorized: true,
       will: { topic: this.topics.state, payload: Buffer.from(this.state('offline')), qos: 1, retain: true },
     });
     this.client = client;
