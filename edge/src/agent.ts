@@ -16,6 +16,7 @@ import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { openEdgeStore, type StoreHealth } from './outbox/index.ts';
 import type { EdgeStore, OutboxStats } from './outbox/types.ts';
+import { registerRfidMetrics, type Rfid, type RfidBinding, type RfidStatus, startRfid } from './rfid/agent-wiring.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 import {
   type OpenGpioLine,
@@ -43,6 +44,8 @@ export interface StartEdgeOptions {
   binding?: SerialBinding;
   /** Opens the vending GPIO lines (tests: sim lines); default: onoff sysfs. */
   openGpioLine?: OpenGpioLine;
+  /** Serial binding for the RFID reader port (tests: @serialport/binding-mock); default: the platform's. */
+  rfidBinding?: RfidBinding;
 }
 
 /** Events the cloud acknowledged per second over the last 30 s, and the time to drain at that rate. */
@@ -75,6 +78,8 @@ export interface EdgeStatus {
   store?: StoreHealth;
   /** Present when the config has a `vending` section. */
   vending?: VendingStatus;
+  /** Present when the config has an `rfid` section (docs/rfid.md). */
+  rfid?: RfidStatus;
   /** Present when the config has a `vision` section (docs/vision.md). */
   vision?: VisionStatus;
 }
@@ -90,6 +95,8 @@ export interface EdgeAgent {
   esl: EslManager;
   /** The vending machine controller, when configured (docs/architecture.md "Vending on the edge"). */
   vending: Vending | undefined;
+  /** The RFID reader, when configured (docs/rfid.md); cabinets use `rfid.driver` (RfidInventory). */
+  rfid: Rfid | undefined;
   /** On-device vision, when configured (docs/vision.md). */
   vision: VisionService | undefined;
   status(): EdgeStatus;
@@ -279,6 +286,22 @@ export async function startEdge(
     undo.push(() => started.stop());
   }
 
+  let rfidReader: Rfid | undefined;
+  if (config.rfid) {
+    rfidReader = await startRfid({
+      config: config.rfid,
+      site: config.site,
+      gateway: config.gateway,
+      now,
+      logger,
+      append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+      metrics: registerRfidMetrics(metrics.registry),
+      ...(opts.rfidBinding ? { binding: opts.rfidBinding } : {}),
+    }).catch(failed);
+    const started = rfidReader;
+    undo.push(() => started.stop());
+  }
+
   let vision: VisionService | undefined;
   if (config.vision) {
     vision = (
@@ -392,6 +415,7 @@ export async function startEdge(
       recovery: store.recovery,
       ...('health' in store ? { store: (store as { health(): StoreHealth }).health() } : {}),
       ...(vending ? { vending: vending.status() } : {}),
+      ...(rfidReader ? { rfid: rfidReader.status() } : {}),
       ...(vision ? { vision: vision.status() } : {}),
     };
   };
@@ -426,6 +450,7 @@ export async function startEdge(
       await presenceChain;
       await commands.close();
       await vending?.stop();
+      await rfidReader?.stop();
       await vision?.close();
       // The cloud learns we left: offline state with this session's bdSeq.
       await uplink.close();
@@ -446,6 +471,7 @@ export async function startEdge(
     metrics,
     esl,
     vending,
+    rfid: rfidReader,
     vision,
     status,
     close,

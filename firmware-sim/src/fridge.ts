@@ -31,6 +31,8 @@ export interface FridgeOptions extends SimDeviceOptions {
   /** Random door openings per simulated hour (0 = only when asked). */
   doorOpensPerHour?: number;
   initialTempC?: number;
+  /** Faults active from the start (a warm fridge for the dashboard test: `['warm']`). */
+  faults?: FridgeFault[];
 }
 
 /** Wall leakage (1/s): dT/dt = k (ambient - T). A closed cooler loses ~0.6 C/min at 4 C. */
@@ -70,6 +72,14 @@ export class SimFridge extends SimDevice {
     this.doorOpensPerHour = opts.doorOpensPerHour ?? 4;
     this.tempC = opts.initialTempC ?? this.setpointC + (this.rng() - 0.5) * 2 * this.hysteresisC;
     this.compressor = this.tempC > this.setpointC;
+    for (const f of opts.faults ?? []) {
+      this.activeFaults.add(f);
+      if (f === 'warm') this.compressor = false;
+      if (f === 'door') {
+        this.door = 'open';
+        this.doorOpenedAt = this.now();
+      }
+    }
   }
 
   /** Turns a fault on or off. */

@@ -8,7 +8,10 @@ const state = { view: 'fleet', gateway: null, gateways: [], alerts: [], lastOk: 
 
 /** Optional panels of the gateway detail: shown when the route answers (other fleet parts). */
 const OPTIONAL_PANELS = [
-  { title: 'Presence history', path: (id) => `${API}/gateways/${encodeURIComponent(id)}/presence` },
+  {
+    title: 'Presence (judged by the cloud)',
+    path: (id) => `${API}/gateways/${encodeURIComponent(id)}/presence`,
+  },
   { title: 'Shadow', path: (id) => `${API}/shadows/${encodeURIComponent(id)}` },
 ];
 
@@ -201,7 +204,10 @@ async function renderGatewayDetail() {
     alertTable(alerts?.items ?? []),
     ...optional
       .filter((o) => o.body !== undefined)
-      .map((o) => [h('h3', {}, o.p.title), h('pre', {}, JSON.stringify(o.body, null, 2))]),
+      .flatMap((o) => [
+        h('h3', {}, o.p.title),
+        h('pre', { 'data-panel': o.p.title }, JSON.stringify(o.body, null, 2)),
+      ]),
   );
   box.hidden = false;
 }
