@@ -16,7 +16,13 @@ import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { openEdgeStore, type StoreHealth } from './outbox/index.ts';
 import type { EdgeStore, OutboxStats } from './outbox/types.ts';
-import { registerRfidMetrics, type Rfid, type RfidBinding, type RfidStatus, startRfid } from './rfid/agent-wiring.ts';
+import {
+  registerRfidMetrics,
+  type Rfid,
+  type RfidBinding,
+  type RfidStatus,
+  startRfid,
+} from './rfid/agent-wiring.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 import {
   type OpenGpioLine,

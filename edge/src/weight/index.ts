@@ -1,0 +1,3 @@
+export * from './lane.ts';
+export * from './planogram.ts';
+export * from './shelf.ts';
