@@ -71,6 +71,33 @@ const VendingSchema = Type.Object(
   { additionalProperties: false },
 );
 
+/** One UHF RFID reader on a serial port (edge/src/rfid, docs/rfid.md). */
+const RfidSchema = Type.Object(
+  {
+    serialPath: Type.String({ minLength: 1 }),
+    framing: Type.Union([Type.Literal('chafon'), Type.Literal('r2000')]),
+    /** Names the reader in tag.* and rfid.alarm events. */
+    name: Type.String({ pattern: '^[A-Za-z0-9_.-]{1,64}$', default: 'rfid' }),
+    baudRate: Type.Optional(Type.Integer({ minimum: 1200, maximum: 921600 })),
+    addr: Type.Optional(Type.Integer({ minimum: 0, maximum: 255 })),
+    antennas: Type.Array(Type.Integer({ minimum: 1, maximum: 4 }), {
+      minItems: 1,
+      maxItems: 4,
+      default: [1],
+    }),
+    roundIntervalMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 500 }),
+    departRounds: Type.Integer({ minimum: 1, maximum: 1000, default: 3 }),
+    departMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 2000 }),
+    dedupeMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 1000 }),
+    scanTime: Type.Optional(Type.Integer({ minimum: 1, maximum: 255 })),
+    responseTimeoutMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    retries: Type.Integer({ minimum: 0, maximum: 20, default: 2 }),
+    reopenMinMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+    reopenMaxMs: Type.Optional(Type.Integer({ minimum: 1, maximum: 600_000 })),
+  },
+  { additionalProperties: false },
+);
+
 export const EdgeConfigSchema = Type.Object(
   {
     site: Id,
@@ -161,6 +188,8 @@ export const EdgeConfigSchema = Type.Object(
     commandTimeoutMs: PosInt(10_000),
     /** Vending machine controller on a serial port (edge/src/vending/agent-wiring.ts); absent = none. */
     vending: Type.Optional(VendingSchema),
+    /** UHF RFID reader on a serial port (edge/src/rfid/agent-wiring.ts); absent = none. */
+    rfid: Type.Optional(RfidSchema),
     /** On-device vision (docs/vision.md); absent = none. */
     vision: Type.Optional(VisionConfigSchema),
     /** On-device vision (docs/vision.md); absent = none. */

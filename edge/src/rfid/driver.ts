@@ -333,6 +333,7 @@ export class RfidDriver extends EventEmitter<RfidDriverEvents> implements RfidIn
         if (m.antenna !== antenna) return undefined; // a late answer for another antenna
         const at = this.now();
         for (const t of m.tags) reads.push({ epc: t.epc, antenna, rssi: t.rssi, at });
+        this.counters.reads += m.tags.length;
         if (m.status === chafon.STATUS.MORE_FRAMES) return undefined;
         return 'ok';
       }
@@ -364,6 +365,7 @@ export class RfidDriver extends EventEmitter<RfidDriverEvents> implements RfidIn
         if (m.type === 'TAG') {
           if (m.antenna !== antenna) return undefined;
           reads.push({ epc: m.epc, antenna, rssi: r2000.rssiDbm(m.rssi), at: this.now() });
+          this.counters.reads++;
           return undefined;
         }
         if (m.type === 'INVENTORY_END') {
