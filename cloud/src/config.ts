@@ -143,7 +143,11 @@ type DeepPartial<T> = T extends (infer U)[]
     : T;
 /** What callers may pass: any subset; the rest comes from defaults. */
 export type CloudConfigInput = DeepPartial<Omit<CloudConfig, 'broker' | 'store'>> & {
-  broker?: Partial<EmbeddedBrokerConfig> | ExternalBrokerConfig;
+  broker?:
+    | (Partial<Omit<EmbeddedBrokerConfig, 'tls'>> & {
+        tls?: Partial<NonNullable<EmbeddedBrokerConfig['tls']>>;
+      })
+    | ExternalBrokerConfig;
   store?: Partial<Static<typeof PgliteStore>> | Static<typeof PostgresStore>;
 };
 

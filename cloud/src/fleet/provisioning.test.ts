@@ -155,7 +155,7 @@ describe('provisioning bundle [FLEET-DEVICES-1] [FLEET-CERT-1]', () => {
     const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
       'sign',
       'verify',
-    ])) as unknown as CryptoKeyPair;
+    ])) as unknown as webcrypto.CryptoKeyPair;
     const rogue = await x509.X509CertificateGenerator.createSelfSigned({
       name: 'CN=gw-m',
       keys,
@@ -238,7 +238,7 @@ describe('rotation [FLEET-ROTATE-1] [FLEET-ROTATE-2]', () => {
     const keys = (await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, [
       'sign',
       'verify',
-    ])) as unknown as CryptoKeyPair;
+    ])) as unknown as webcrypto.CryptoKeyPair;
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: 'CN=someone-else',
       keys,
