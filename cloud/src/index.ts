@@ -17,6 +17,7 @@ import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
 import { type Prices, startPrices } from './prices/index.ts';
+import { type ShadowsAndRollouts, startShadowsAndRollouts } from './fleet/shadows-wiring.ts';
 import { type Alerts, type AlertsConfig, startAlerts } from './fleet/alerts-service.ts';
 import { openStore, SqlCloudStore } from './store/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
@@ -56,6 +57,8 @@ export interface CloudApp {
   sendCommand(input: SendCommandInput): Promise<CommandRecord>;
   /** Price book and ESL campaigns (docs/esl.md); undefined on a non-SQL store. */
   prices: Prices | undefined;
+  /** Fleet shadows and staged rollouts (docs/fleet-shadows-rollouts.md); undefined on a non-SQL store. */
+  fleetShadows: ShadowsAndRollouts | undefined;
   /** Fleet alerts and webhooks (docs/fleet-alerts-dashboard.md); undefined on a non-SQL store. */
   alerts: Alerts | undefined;
   /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
@@ -183,6 +186,15 @@ export async function startCloud(
     const prices =
       store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
     if (prices) stops.push(() => prices.close());
+    // Shadows and rollouts (docs/fleet-shadows-rollouts.md): ingest hook + birth reconcile + engine tick.
+    const fleetShadows =
+      store instanceof SqlCloudStore
+        ? startShadowsAndRollouts({ store, sendCommand, now, logger })
+        : undefined;
+    if (fleetShadows) {
+      stops.push(() => fleetShadows.close());
+      ingest.onGatewayOnline((gateway) => fleetShadows.gatewayOnline(gateway));
+    }
     // Fleet alerts (docs/fleet-alerts-dashboard.md): ingest hook + sweep + webhook outbox.
     const alerts =
       store instanceof SqlCloudStore
@@ -209,6 +221,9 @@ export async function startCloud(
           }
         : {}),
       ...(prices ? { prices: { book: prices.book } } : {}),
+      ...(fleetShadows
+        ? { fleetShadows: { shadows: fleetShadows.shadows, rollouts: fleetShadows.rollouts } }
+        : {}),
       ...(fleet
         ? {
             provisioning: {
@@ -251,6 +266,7 @@ export async function startCloud(
       sendCommand,
       prices,
       alerts,
+      fleetShadows,
       idle: () => ingest.idle(),
       close() {
         closing ??= closeAll().then(() => logger.info('storelink cloud stopped'));

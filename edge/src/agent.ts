@@ -31,6 +31,7 @@ import {
   startVending,
   type Vending,
   type VendingStatus,
+import { startShadows } from './shadow/wiring.ts';
 } from './vending/agent-wiring.ts';
 import { startVision, type VisionService, type VisionStatus } from './vision/index.ts';
 
@@ -200,6 +201,8 @@ export async function startEdge(
     );
   });
 
+  // Set once the shadow agent exists: a device that connects gets its deferred shadow.
+  let shadowDeviceOnline: (device: string) => void = () => undefined;
   let broker: EdgeBroker | undefined;
   const reportToDevice: EdgeBroker['reportToDevice'] = (d, t, e) => broker?.reportToDevice(d, t, e);
   const ingest = new EventIngest({
@@ -210,6 +213,7 @@ export async function startEdge(
     metrics,
     logger,
     reportToDevice,
+    if (kind === 'online') shadowDeviceOnline(device);
     count: (d, what) => {
       presence.device(d)[what]++;
     },
@@ -250,6 +254,22 @@ export async function startEdge(
 
   broker = await startEdgeBroker({
     host: config.broker.host,
+  // Shadows (docs/fleet-shadows-rollouts.md): `shadow.delta` is a gateway command; device keys go to the device.
+  const shadows = await startShadows({
+    site: config.site,
+    gateway: config.gateway,
+    now,
+    kv,
+    logger,
+    append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+    publishToDevice: (topic, json) => broker!.publish(topic, json, 1),
+    knownDevice: (id) => auth.has(id),
+    deviceOnline: (id) => presence.device(id).online,
+    commands,
+    deviceTimeoutMs: config.commandTimeoutMs,
+  }).catch(failed);
+  shadowDeviceOnline = (device) => shadows.deviceOnline(device);
+
     port: config.broker.port,
     wsPort: config.broker.wsPort,
     auth,
@@ -267,7 +287,8 @@ export async function startEdge(
           ? esl.deviceEvent(d, type, payload, done)
           : ingest.handle(d, type, topic, payload, done);
       },
-      result: (d, id, payload, done) => commands.deviceResult(d, id, payload, done),
+      result: (d, id, payload, done) =>
+        shadows.deviceResult(d, id, payload, done) || commands.deviceResult(d, id, payload, done),
     },
   }).catch(failed);
   const startedBroker = broker;
@@ -483,3 +504,4 @@ export async function startEdge(
     close,
   };
 }
+      shadows.close();

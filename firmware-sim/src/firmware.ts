@@ -55,9 +55,9 @@ export class FirmwareSlot {
   /** The `firmware.update` handler. */
   async update(payload: unknown): Promise<DeviceResult> {
     const r = validateImage.check(payload);
-    if (!r.ok) return fail(FIRMWARE_RESULT_CODES.BAD_COMMAND, r.error.message);
+    if (!r.ok) return this.fail(FIRMWARE_RESULT_CODES.BAD_COMMAND, r.error.message);
     const image = r.value;
-    if (this.busy) return fail(FIRMWARE_RESULT_CODES.BAD_COMMAND, 'an update is already in progress');
+    if (this.busy) return this.fail(FIRMWARE_RESULT_CODES.BAD_COMMAND, 'an update is already in progress');
     this.busy = true;
     this.counts.attempted++;
     try {
@@ -76,7 +76,7 @@ export class FirmwareSlot {
       if (this.fault === 'download_failure') throw new Error('connection reset (injected fault)');
       bytes = await this.download(image.url);
     } catch (e) {
-      return fail(FIRMWARE_RESULT_CODES.DOWNLOAD_FAILED, `${image.url}: ${(e as Error).message}`);
+      return this.fail(FIRMWARE_RESULT_CODES.DOWNLOAD_FAILED, `${image.url}: ${(e as Error).message}`);
     }
     if (this.fault === 'bad_hash' && bytes.length > 0) {
       // A flipped bit in transit: exactly what the hash check is for.
@@ -84,10 +84,13 @@ export class FirmwareSlot {
       bytes[0] = bytes[0]! ^ 0x01;
     }
     if (bytes.length !== image.size)
-      return fail(FIRMWARE_RESULT_CODES.BAD_IMAGE, `image is ${bytes.length} bytes, expected ${image.size}`);
+      return this.fail(
+        FIRMWARE_RESULT_CODES.BAD_IMAGE,
+        `image is ${bytes.length} bytes, expected ${image.size}`,
+      );
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== image.sha256)
-      return fail(FIRMWARE_RESULT_CODES.BAD_IMAGE, `image sha256 ${sha} does not match ${image.sha256}`);
+      return this.fail(FIRMWARE_RESULT_CODES.BAD_IMAGE, `image sha256 ${sha} does not match ${image.sha256}`);
     const previousVersion = this.version;
     await new Promise((r) => setTimeout(r, this.rebootMs).unref());
     if (this.fault === 'boot_failure') {
@@ -103,13 +106,14 @@ export class FirmwareSlot {
     return { status: 'ok', result: { version: image.version, previousVersion } };
   }
 
+  /** Every answer says which version runs now, so the fleet's reported shadow stays true. */
+  private fail(code: string, message: string): DeviceResult {
+    return { status: 'error', code, message: message.slice(0, 1024), result: { version: this.version } };
+  }
+
   private async download(url: string): Promise<Buffer> {
     const res = await this.fetchFn(url, { signal: AbortSignal.timeout(this.downloadTimeoutMs) });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     return Buffer.from(await res.arrayBuffer());
   }
-}
-
-function fail(code: string, message: string): DeviceResult {
-  return { status: 'error', code, message: message.slice(0, 1024) };
 }

@@ -496,21 +496,25 @@ export class RolloutService {
     if (r.kind === 'firmware') {
       const prev = (previous[fleet.FIRMWARE_KEY] as { version?: string } | null | undefined)?.version;
       const image = prev ? await this.firmware(prev) : undefined;
-      if (!image) {
+      if (!prev && t.state === 'failed') {
+        // Never installed and its running version unknown: stop managing firmware there.
+        patch = { [fleet.FIRMWARE_KEY]: null };
+      } else if (!image) {
         const why = prev
           ? `previous firmware ${prev} is not in the catalogue (PUT /api/v1/rollouts/firmware/${prev})`
           : 'the previous firmware version is unknown (the device never reported one)';
         await this.setTarget(r.id, t, 'rollback_failed', { code: 'CLOUD_ERR_ROLLOUT_SPEC', message: why });
         return;
+      } else {
+        patch = {
+          [fleet.FIRMWARE_KEY]: {
+            version: image.version,
+            url: image.url,
+            sha256: image.sha256,
+            size: image.size,
+          },
+        };
       }
-      patch = {
-        [fleet.FIRMWARE_KEY]: {
-          version: image.version,
-          url: image.url,
-          sha256: image.sha256,
-          size: image.size,
-        },
-      };
     } else {
       patch = Object.fromEntries(Object.keys(r.change).map((k) => [k, previous[k] ?? null]));
     }
@@ -579,8 +583,11 @@ export class RolloutService {
         t.rollback_version !== null &&
         t.rollback_version <= o.version
       ) {
+        // A successful rollback keeps the code of the failure that caused it.
         await tx.query(
-          `UPDATE fleet_rollout_targets SET state = $4, code = $5, message = $6, updated_at = $7
+          `UPDATE fleet_rollout_targets SET state = $4, updated_at = $7,
+             code = CASE WHEN $4 = 'rollback_failed' THEN $5 ELSE code END,
+             message = CASE WHEN $4 = 'rollback_failed' THEN $6 ELSE message END
            WHERE rollout_id = $1 AND gateway = $2 AND device = $3`,
           [
             t.rollout_id,

@@ -11,6 +11,8 @@ import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
+import shadowRoutes, { type ShadowRoutesOptions } from '../fleet/routes-shadows.ts';
+import rolloutRoutes, { type RolloutRoutesOptions } from '../fleet/routes-rollouts.ts';
 import provisioningRoutes, { type ProvisioningRoutesOptions } from '../fleet/routes-provisioning.ts';
 import alertRoutes, { type AlertRoutesOptions } from '../fleet/routes-alerts.ts';
 import dashboardRoutes, { type DashboardOptions } from '../dashboard/routes.ts';
@@ -23,6 +25,8 @@ export interface HttpOptions {
   vending?: VendingRoutesOptions;
   /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
   prices?: PricesRoutesOptions;
+  /** Fleet shadows and staged rollouts (cloud/src/fleet/shadows*, rollouts*); omit for none. */
+  fleetShadows?: ShadowRoutesOptions & RolloutRoutesOptions;
   /** Gateway provisioning and judged presence (cloud/src/fleet/provisioning*); omit for none. */
   provisioning?: ProvisioningRoutesOptions;
   /** Fleet alerts and webhooks (cloud/src/fleet/alerts*); omit for none. */
@@ -115,6 +119,8 @@ async function createApp(opts: HttpOptions) {
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
       if (opts.prices) await api.register(pricesRoutes, opts.prices);
+      if (opts.fleetShadows) await api.register(shadowRoutes, opts.fleetShadows);
+      if (opts.fleetShadows) await api.register(rolloutRoutes, opts.fleetShadows);
       if (opts.provisioning) await api.register(provisioningRoutes, opts.provisioning);
       if (opts.alerts) await api.register(alertRoutes, opts.alerts);
     },

@@ -36,6 +36,10 @@ export interface ShadowAgentDeps {
   /** Publishes QoS1 to a device through the local broker. */
   publishToDevice: (topic: string, json: string) => Promise<void>;
   knownDevice: (id: string) => boolean;
+  /** Whether the device is connected to the local broker now. */
+  deviceOnline: (id: string) => boolean;
+  /** Wait after a device connects before sending it a deferred shadow (it subscribes first). */
+  settleMs?: number;
   gatewayKeys: Record<string, GatewayShadowKey>;
   /** How long a device gets to answer `device.config`. */
   deviceTimeoutMs: number;
@@ -50,6 +54,8 @@ export interface EdgeShadowState {
   /** Highest version attempted, applied or not [SHADOW-VERSION-1]. */
   seenVersion: number;
   reported: ShadowDoc;
+  /** A version that arrived while the device was offline, applied when it connects [SHADOW-DEVICE-2]. */
+  pending?: { version: number; desired: ShadowDoc; commandId: string };
 }
 
 const KEY_GATEWAY = 'shadow!gateway';
@@ -80,6 +86,8 @@ class ApplyFailure extends Error {
 export class ShadowAgent {
   private readonly chains = new Map<string, Promise<unknown>>();
   private readonly awaiting = new Map<string, Awaiting>();
+  private readonly settleTimers = new Set<NodeJS.Timeout>();
+  private closed = false;
 
   constructor(private readonly d: ShadowAgentDeps) {}
 
@@ -88,15 +96,46 @@ export class ShadowAgent {
     const r = fleet.validateShadowDelta.check(cmd.payload);
     if (!r.ok) return Promise.reject(refuseCommand(r.error));
     const delta = r.value;
-    const key = keyOf(delta.device);
-    // One apply at a time per target: two versions arriving together are judged in order.
+    return this.serial(keyOf(delta.device), () => this.applyVersion(cmd.id, delta));
+  };
+
+  /** One apply at a time per target: two versions arriving together are judged in order. */
+  private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.chains.get(key) ?? Promise.resolve();
-    const run = prev.catch(() => undefined).then(() => this.applyVersion(cmd.id, delta));
+    const run = prev.catch(() => undefined).then(fn);
     this.chains.set(key, run);
     return run.finally(() => {
       if (this.chains.get(key) === run) this.chains.delete(key);
     });
-  };
+  }
+
+  /**
+   * A device connected: a version deferred while it was offline is applied now
+   * [SHADOW-DEVICE-2], after `settleMs` so the device has subscribed to its commands.
+   */
+  deviceOnline(device: string): void {
+    if (this.closed) return;
+    const t = setTimeout(() => {
+      this.settleTimers.delete(t);
+      void this.serial(keyOf(device), async () => {
+        const st = await this.state(device);
+        const p = st.pending;
+        if (!p || p.version <= st.appliedVersion || this.closed || !this.d.deviceOnline(device)) return;
+        const target = `device ${device}`;
+        await this.applyDevice(
+          p.commandId,
+          { device, version: p.version, desired: p.desired },
+          device,
+          st,
+          target,
+        );
+      }).catch((e: unknown) => {
+        this.d.logger.warn({ device, err: (e as Error).message }, 'deferred shadow not applied');
+      });
+    }, this.d.settleMs ?? 500);
+    t.unref?.();
+    this.settleTimers.add(t);
+  }
 
   /** The stored state of one shadow target. */
   async state(device?: string): Promise<EdgeShadowState> {
@@ -141,17 +180,12 @@ export class ShadowAgent {
     }
     return delta.device
       ? this.applyDevice(commandId, delta, delta.device, st, target)
-      : this.applyGateway(commandId, delta, st, target);
+      : this.applyGateway(commandId, delta, target);
   }
 
   // ---------- gateway ----------
 
-  private async applyGateway(
-    commandId: string,
-    delta: fleet.ShadowDelta,
-    st: EdgeShadowState,
-    target: string,
-  ): Promise<unknown> {
+  private async applyGateway(commandId: string, delta: fleet.ShadowDelta, target: string): Promise<unknown> {
     const keys = this.d.gatewayKeys;
     const reportedNow = this.gatewayReported();
     const changed = fleet.shadowDelta(delta.desired, reportedNow);
@@ -179,7 +213,6 @@ export class ShadowAgent {
       commandId,
     });
     this.d.logger.info({ version: delta.version, applied: changed }, `${target} shadow applied`);
-    void st;
     return { version: delta.version, applied: changed };
   }
 
@@ -198,6 +231,7 @@ export class ShadowAgent {
     st: EdgeShadowState,
     target: string,
   ): Promise<unknown> {
+    if (!this.d.deviceOnline(device)) return this.defer(commandId, delta, device, st);
     const changed = fleet.shadowDelta(delta.desired, st.reported);
     const configKeys = changed.filter((k) => k !== fleet.FIRMWARE_KEY);
     let image: fleet.FirmwareImage | undefined;
@@ -225,6 +259,9 @@ export class ShadowAgent {
     } catch (e) {
       const failure =
         e instanceof ApplyFailure ? e : new ApplyFailure('EDGE_FAULT', String((e as Error).message));
+      // The device left while we waited: not its failure, wait for it to come back.
+      if (failure.deviceCode === 'TIMEOUT' && (this.closed || !this.d.deviceOnline(device)))
+        return this.defer(commandId, delta, device, { ...st, reported });
       await this.save(device, { appliedVersion: st.appliedVersion, seenVersion: delta.version, reported });
       await this.report({
         device,
@@ -259,6 +296,23 @@ export class ShadowAgent {
     });
     this.d.logger.info({ device, version: delta.version, applied }, `${target} shadow applied`);
     return { version: delta.version, applied };
+  }
+
+  /** Keeps the version for the device's next connection; the cloud's shadow stays pending. */
+  private async defer(
+    commandId: string,
+    delta: fleet.ShadowDelta,
+    device: string,
+    st: EdgeShadowState,
+  ): Promise<unknown> {
+    await this.save(device, {
+      appliedVersion: st.appliedVersion,
+      seenVersion: delta.version,
+      reported: st.reported,
+      pending: { version: delta.version, desired: delta.desired, commandId },
+    });
+    this.d.logger.info({ device, version: delta.version }, `device ${device} offline: shadow deferred`);
+    return { version: delta.version, deferred: true };
   }
 
   private async updateFirmware(
@@ -339,6 +393,9 @@ export class ShadowAgent {
 
   /** Pending device answers are abandoned (their commands are reported interrupted on restart). */
   close(): void {
+    this.closed = true;
+    for (const t of this.settleTimers) clearTimeout(t);
+    this.settleTimers.clear();
     for (const w of [...this.awaiting.values()]) w.resolve({ status: 'timeout' });
   }
 }

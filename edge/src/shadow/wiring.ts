@@ -55,6 +55,7 @@ export interface StartShadowsOptions {
   append: (ev: UnsequencedEvent) => Promise<void>;
   publishToDevice: (topic: string, json: string) => Promise<void>;
   knownDevice: (id: string) => boolean;
+  deviceOnline: (id: string) => boolean;
   commands: CommandRouter;
   deviceTimeoutMs: number;
   firmwareTimeoutMs?: number;
@@ -79,6 +80,7 @@ export async function startShadows(o: StartShadowsOptions): Promise<ShadowAgent>
     append: o.append,
     publishToDevice: o.publishToDevice,
     knownDevice: o.knownDevice,
+    deviceOnline: o.deviceOnline,
     gatewayKeys,
     deviceTimeoutMs: o.deviceTimeoutMs,
     ...(o.firmwareTimeoutMs !== undefined ? { firmwareTimeoutMs: o.firmwareTimeoutMs } : {}),
