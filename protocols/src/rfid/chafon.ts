@@ -92,12 +92,27 @@ export type ChafonMsg = ChafonHostMsg | ChafonReaderMsg;
 /** CRC-16 preset 0xFFFF, polynomial 0x8408 (reflected CCITT) [CHAFON-CRC-1]. */
 export function crc16(bytes: Uint8Array, from = 0, to = bytes.length): number {
   let crc = 0xffff;
+  for (let i = from; i < to; i++)
+    crc = (crc >>> 8) ^ (CRC_TABLE[(crc ^ (bytes[i] as number)) & 0xff] as number);
+  return crc;
+}
+
+/** Bitwise definition of the same CRC (one byte at a time), kept as the reference the table is built from. */
+export function crc16Bitwise(bytes: Uint8Array, from = 0, to = bytes.length): number {
+  let crc = 0xffff;
   for (let i = from; i < to; i++) {
     crc ^= bytes[i] as number;
     for (let j = 0; j < 8; j++) crc = crc & 1 ? (crc >>> 1) ^ 0x8408 : crc >>> 1;
   }
   return crc;
 }
+
+/** Byte-at-a-time table for the reflected polynomial 0x8408 (8x fewer steps than bitwise). */
+const CRC_TABLE = Uint16Array.from({ length: 256 }, (_, n) => {
+  let c = n;
+  for (let j = 0; j < 8; j++) c = c & 1 ? (c >>> 1) ^ 0x8408 : c >>> 1;
+  return c;
+});
 
 function u8(field: string, v: number, max = 0xff): number {
   if (!Number.isInteger(v) || v < 0 || v > max) {

@@ -79,6 +79,16 @@ for (const f of framings) {
   });
 }
 
+describe('chafon CRC-16', () => {
+  it('the table CRC equals the bitwise definition on any bytes', () => {
+    fc.assert(
+      fc.property(fc.uint8Array({ maxLength: 300 }), (b) => {
+        expect(chafon.crc16(b)).toBe(chafon.crc16Bitwise(b));
+      }),
+    );
+  });
+});
+
 describe('field checks on serialize', () => {
   it('refuses out-of-range antennas and bad EPC hex with PROTO_ERR_RFID_FIELD', () => {
     const bad = [
