@@ -35,7 +35,10 @@ export const TemplateSchema = Type.Object(
     stores: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 1000 })),
     skus: Type.Optional(Type.Array(Type.String({ maxLength: 64 }), { maxItems: 1000 })),
     perMember: Type.Object(
-      { max: Type.Integer({ minimum: 1, maximum: 1000 }), windowDays: Type.Number({ exclusiveMinimum: 0, maximum: 3650 }) },
+      {
+        max: Type.Integer({ minimum: 1, maximum: 1000 }),
+        windowDays: Type.Number({ exclusiveMinimum: 0, maximum: 3650 }),
+      },
       { additionalProperties: false },
     ),
     budget: Type.Optional(Type.Integer({ minimum: 0 })),
@@ -52,7 +55,9 @@ export function validateTemplate(body: unknown): TemplateInput {
   const x = t as TemplateInput;
   const need = { amount_off: 'amountOffCents', percent_off: 'percentOff', free_item: 'freeSku' } as const;
   if (x[need[x.kind]] === undefined)
-    throw cloudError('CLOUD_ERR_COUPON_TEMPLATE', { errors: `/${need[x.kind]} is required for kind ${x.kind}` });
+    throw cloudError('CLOUD_ERR_COUPON_TEMPLATE', {
+      errors: `/${need[x.kind]} is required for kind ${x.kind}`,
+    });
   if (x.validFrom !== undefined && x.validTo !== undefined && x.validTo <= x.validFrom)
     throw cloudError('CLOUD_ERR_COUPON_TEMPLATE', { errors: '/validTo must be after /validFrom' });
   return x;
@@ -116,7 +121,11 @@ export async function issueCoupon(
     gateway: r.gateway,
   };
   if (!(await tx.insertCoupon(c)))
-    throw cloudError('CLOUD_ERR_CONFLICT', { what: 'coupon', id: r.triggerKey, reason: 'issued concurrently' });
+    throw cloudError('CLOUD_ERR_CONFLICT', {
+      what: 'coupon',
+      id: r.triggerKey,
+      reason: 'issued concurrently',
+    });
   return { outcome: 'issued', coupon: c };
 }
 
@@ -131,7 +140,8 @@ export function discountFor(
   if (c.state !== 'issued') return { ok: false, reason: `coupon is ${c.state}` };
   if (now < c.validFrom) return { ok: false, reason: 'coupon is not valid yet' };
   if (now >= c.expiresAt) return { ok: false, reason: 'coupon has expired' };
-  if (t.stores?.length && !t.stores.includes(draft.site)) return { ok: false, reason: `not valid at store ${draft.site}` };
+  if (t.stores?.length && !t.stores.includes(draft.site))
+    return { ok: false, reason: `not valid at store ${draft.site}` };
   const subtotal = subtotalOf(draft);
   if (t.minSpendCents !== undefined && subtotal < t.minSpendCents)
     return { ok: false, reason: `order under the minimum spend ${t.minSpendCents}` };
@@ -188,7 +198,10 @@ export async function bestQuote(
       best = q;
   }
   if (opts.couponId !== undefined && !best)
-    throw cloudError('CLOUD_ERR_COUPON_NOT_APPLICABLE', { couponId: opts.couponId, reason: 'not a coupon of this member' });
+    throw cloudError('CLOUD_ERR_COUPON_NOT_APPLICABLE', {
+      couponId: opts.couponId,
+      reason: 'not a coupon of this member',
+    });
   if (!best) return undefined;
   const { expiresAt: _e, ...quote } = best;
   return quote;

@@ -58,7 +58,9 @@ describe('identity resolution properties', () => {
   it('[ID-ORDER-1] the same links in any order give the same members', async () => {
     await fc.assert(
       fc.asyncProperty(
-        arbLinks.chain((ls) => fc.tuple(fc.constant(ls), fc.shuffledSubarray(ls, { minLength: ls.length, maxLength: ls.length }))),
+        arbLinks.chain((ls) =>
+          fc.tuple(fc.constant(ls), fc.shuffledSubarray(ls, { minLength: ls.length, maxLength: ls.length })),
+        ),
         async ([links, shuffled]) => {
           const x = service();
           const y = service();
@@ -76,7 +78,11 @@ describe('identity resolution properties', () => {
       fc.asyncProperty(arbLinks, async (links) => {
         const { repo, svc } = service();
         await apply(svc, links);
-        const caps: Record<string, number> = { ...Object.fromEntries(Object.entries(ID_TYPES).map(([t, v]) => [t, v.cap])), wechat_openid: 2, device_id: 2 };
+        const caps: Record<string, number> = {
+          ...Object.fromEntries(Object.entries(ID_TYPES).map(([t, v]) => [t, v.cap])),
+          wechat_openid: 2,
+          device_id: 2,
+        };
         for (const [member, keys] of repo.idsByMember) {
           const count = new Map<string, number>();
           for (const k of keys) count.set(k.split(':')[0]!, (count.get(k.split(':')[0]!) ?? 0) + 1);
@@ -91,10 +97,28 @@ describe('identity resolution properties', () => {
   });
 
   it('[ID-JUNK-1] junk and placeholder ids never link anything', async () => {
-    const generic = fc.constantFrom('', '  ', '0', 'unknown', 'NULL', 'undefined', 'test', 'nan', '-1', 'N/A', '0000000');
+    const generic = fc.constantFrom(
+      '',
+      '  ',
+      '0',
+      'unknown',
+      'NULL',
+      'undefined',
+      'test',
+      'nan',
+      '-1',
+      'N/A',
+      '0000000',
+    );
     const junk = fc.oneof(
-      fc.tuple(generic, fc.constantFrom('phone', 'wechat_openid', 'member_card', 'device_id', 'alipay_user_id')),
-      fc.tuple(fc.constantFrom('13800138000', '11111111111', '12345678901', '139123', '+1 555 0100'), fc.constant('phone')),
+      fc.tuple(
+        generic,
+        fc.constantFrom('phone', 'wechat_openid', 'member_card', 'device_id', 'alipay_user_id'),
+      ),
+      fc.tuple(
+        fc.constantFrom('13800138000', '11111111111', '12345678901', '139123', '+1 555 0100'),
+        fc.constant('phone'),
+      ),
     );
     await fc.assert(
       fc.asyncProperty(arbLinks, junk, async (links, [value, type]) => {
@@ -102,10 +126,19 @@ describe('identity resolution properties', () => {
         await apply(svc, links);
         const before = partition(repo);
         const linksBefore = repo.links.size;
-        await expect(svc.link({ type: type as IdType, value }, links[0]![0], { source: 'test', evidence: {} })).rejects.toMatchObject({
+        await expect(
+          svc.link({ type: type as IdType, value }, links[0]![0], { source: 'test', evidence: {} }),
+        ).rejects.toMatchObject({
           code: 'CLOUD_ERR_MEMBER_ID',
         });
-        const r = await svc.record({ key: `junk-${value}`, id: { type, value }, kind: 'visit', channel: 'app', store: 's1', at: 1 });
+        const r = await svc.record({
+          key: `junk-${value}`,
+          id: { type, value },
+          kind: 'visit',
+          channel: 'app',
+          store: 's1',
+          at: 1,
+        });
         expect(r.outcome).toBe('refused');
         expect(partition(repo)).toEqual(before);
         expect(repo.links.size).toBe(linksBefore);

@@ -30,11 +30,21 @@ export interface LinkEvidence {
 }
 
 export type LinkOutcome =
-  | { status: 'linked' | 'duplicate' | 'blocked' | 'conflicting'; memberA: string; memberB: string; merges: MergeRow[] }
+  | {
+      status: 'linked' | 'duplicate' | 'blocked' | 'conflicting';
+      memberA: string;
+      memberB: string;
+      merges: MergeRow[];
+    }
   | { status: 'same'; memberA: string; memberB: string; merges: MergeRow[] };
 
 /** The member holding `key`, creating one for a first-seen id. */
-export async function ensureMember(tx: MembersTx, key: IdKey, at: number, o: IdentityOptions): Promise<string> {
+export async function ensureMember(
+  tx: MembersTx,
+  key: IdKey,
+  at: number,
+  o: IdentityOptions,
+): Promise<string> {
   const cur = (await tx.memberOfIds([key])).get(key);
   if (cur !== undefined) return cur;
   const { type, value } = parseIdKey(key);
@@ -71,14 +81,21 @@ export async function linkIds(
   if (existing) status = existing.revokedAt === null ? 'duplicate' : 'blocked';
   else if (a !== b) {
     await tx.insertLink({ a, b, source: ev.source, evidence: ev.evidence, at: ev.at, revokedAt: null });
-    const r = await reresolve(tx, [a, b], { a, b, evidence: { source: ev.source, ...ev.evidence } }, ev.at, o);
+    const r = await reresolve(
+      tx,
+      [a, b],
+      { a, b, evidence: { source: ev.source, ...ev.evidence } },
+      ev.at,
+      o,
+    );
     merges = r.merges;
     if (r.conflicting.has(`${a}\u0000${b}`)) status = 'conflicting';
   }
   const m = await tx.memberOfIds([x, y]);
   const memberA = m.get(x)!;
   const memberB = m.get(y)!;
-  if (status === 'linked' && merges.length === 0 && memberA === memberB && existing === undefined) status = 'linked';
+  if (status === 'linked' && merges.length === 0 && memberA === memberB && existing === undefined)
+    status = 'linked';
   return { status, memberA, memberB, merges };
 }
 
@@ -107,7 +124,13 @@ interface Cause {
 }
 
 /** Loads the raw component around `seeds`, resolves it and writes any change of owner. */
-async function reresolve(tx: MembersTx, seeds: IdKey[], cause: Cause | undefined, at: number, o: IdentityOptions) {
+async function reresolve(
+  tx: MembersTx,
+  seeds: IdKey[],
+  cause: Cause | undefined,
+  at: number,
+  o: IdentityOptions,
+) {
   const max = o.maxComponent ?? 10_000;
   const nodes = new Set<IdKey>(seeds);
   const links = new Map<string, LinkRow>();
@@ -183,7 +206,8 @@ function chooseOwner(group: IdKey[], current: Map<IdKey, string>): string | unde
     if (c !== undefined && score.has(c)) score.set(c, score.get(c)! + 1);
   }
   let best: string | undefined;
-  for (const [id, s] of score) if (best === undefined || s > score.get(best)! || (s === score.get(best)! && id < best)) best = id;
+  for (const [id, s] of score)
+    if (best === undefined || s > score.get(best)! || (s === score.get(best)! && id < best)) best = id;
   return best;
 }
 

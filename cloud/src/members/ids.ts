@@ -16,7 +16,11 @@ export const ID_TYPES = {
   alipay_user_id: { priority: 4, cap: 1, description: 'Alipay user id (2088…)' },
   app_user_id: { priority: 5, cap: 1, description: 'brand app account' },
   tmall_id: { priority: 6, cap: 1, description: 'Tmall/Taobao member id (淘天会员通)' },
-  wechat_openid: { priority: 7, cap: 5, description: 'WeChat OpenID (one per mini-program / official account)' },
+  wechat_openid: {
+    priority: 7,
+    cap: 5,
+    description: 'WeChat OpenID (one per mini-program / official account)',
+  },
   face_id: { priority: 8, cap: 1, description: 'face-gallery entry id (consenting members only)' },
   device_id: { priority: 9, cap: 10, description: 'anonymous device-scoped id (app install, kiosk session)' },
 } as const;
@@ -67,7 +71,9 @@ const JUNK_VALUES = new Set([
 /** Test and placeholder phone numbers seen in staging data [ID-JUNK-1]. */
 const JUNK_PHONES = new Set(['13800138000', '13888888888', '12345678901', '13000000000', '18888888888']);
 
-export type Normalised = { ok: true; key: IdKey; type: IdType; value: string } | { ok: false; reason: string };
+export type Normalised =
+  | { ok: true; key: IdKey; type: IdType; value: string }
+  | { ok: false; reason: string };
 
 /**
  * Normalises a raw id from a channel: trims, lower-cases what is case-insensitive, strips
@@ -75,7 +81,8 @@ export type Normalised = { ok: true; key: IdKey; type: IdType; value: string } |
  */
 export function normaliseId(type: string, raw: unknown): Normalised {
   if (!isIdType(type)) return { ok: false, reason: `unknown id type "${type}"` };
-  if (typeof raw !== 'string' && typeof raw !== 'number') return { ok: false, reason: 'value is not a string' };
+  if (typeof raw !== 'string' && typeof raw !== 'number')
+    return { ok: false, reason: 'value is not a string' };
   let v = String(raw).trim();
   if (JUNK_VALUES.has(v.toLowerCase())) return { ok: false, reason: `junk value "${v}"` };
   if (v.length > 128) return { ok: false, reason: 'value longer than 128 characters' };
@@ -89,7 +96,8 @@ export function normaliseId(type: string, raw: unknown): Normalised {
       break;
     }
     case 'alipay_user_id':
-      if (!/^2088\d{12}$/.test(v)) return { ok: false, reason: `"${v}" is not an Alipay user id (2088 + 12 digits)` };
+      if (!/^2088\d{12}$/.test(v))
+        return { ok: false, reason: `"${v}" is not an Alipay user id (2088 + 12 digits)` };
       break;
     case 'member_card':
     case 'app_user_id':

@@ -57,7 +57,6 @@ export class MemoryMembersRepo implements MembersRepo {
 
   private async runTx<T>(fn: (tx: MembersTx) => Promise<T>): Promise<T> {
     const undo: (() => void)[] = [];
-    const self = this;
     const putMap = <K, V>(m: Map<K, V>, k: K, v: V) => {
       const had = m.has(k);
       const prev = m.get(k);
@@ -71,13 +70,13 @@ export class MemoryMembersRepo implements MembersRepo {
       m.delete(k);
     };
     const assign = (key: IdKey, memberId: string | undefined) => {
-      const prev = self.ids.get(key);
+      const prev = this.ids.get(key);
       const apply = (to: string | undefined, from: string | undefined) => {
-        if (from !== undefined) self.setIndex(self.idsByMember, from, key, false);
+        if (from !== undefined) this.setIndex(this.idsByMember, from, key, false);
         if (to !== undefined) {
-          self.ids.set(key, to);
-          self.setIndex(self.idsByMember, to, key, true);
-        } else self.ids.delete(key);
+          this.ids.set(key, to);
+          this.setIndex(this.idsByMember, to, key, true);
+        } else this.ids.delete(key);
       };
       apply(memberId, prev);
       undo.push(() => apply(prev, memberId));
@@ -88,73 +87,73 @@ export class MemoryMembersRepo implements MembersRepo {
       memberOfIds: async (keys) => {
         const out = new Map<IdKey, string>();
         for (const k of keys) {
-          const m = self.ids.get(k);
+          const m = this.ids.get(k);
           if (m !== undefined) out.set(k, m);
         }
         return out;
       },
-      idsOfMember: async (id) => [...(self.idsByMember.get(id) ?? [])].sort(),
+      idsOfMember: async (id) => [...(this.idsByMember.get(id) ?? [])].sort(),
       assignId: async (key, memberId) => assign(key, memberId),
       removeIds: async (keys) => {
-        for (const k of keys) if (self.ids.has(k)) assign(k, undefined);
+        for (const k of keys) if (this.ids.has(k)) assign(k, undefined);
       },
       activeLinksTouching: async (keys) => {
         const out = new Map<string, LinkRow>();
         for (const k of keys)
-          for (const lk of self.linksByKey.get(k) ?? []) {
-            const l = self.links.get(lk);
+          for (const lk of this.linksByKey.get(k) ?? []) {
+            const l = this.links.get(lk);
             if (l && l.revokedAt === null) out.set(lk, l);
           }
         return [...out.values()];
       },
-      getLink: async (a, b) => self.links.get(linkKey(a, b)),
+      getLink: async (a, b) => this.links.get(linkKey(a, b)),
       insertLink: async (l) => {
         const k = linkKey(l.a, l.b);
-        if (self.links.has(k)) return false;
-        putMap(self.links, k, { ...l });
+        if (this.links.has(k)) return false;
+        putMap(this.links, k, { ...l });
         for (const e of [l.a, l.b]) {
-          self.setIndex(self.linksByKey, e, k, true);
-          undo.push(() => self.setIndex(self.linksByKey, e, k, false));
+          this.setIndex(this.linksByKey, e, k, true);
+          undo.push(() => this.setIndex(this.linksByKey, e, k, false));
         }
         return true;
       },
       revokeLink: async (a, b, at) => {
-        const l = self.links.get(linkKey(a, b));
-        if (l) putMap(self.links, linkKey(a, b), { ...l, revokedAt: at });
+        const l = this.links.get(linkKey(a, b));
+        if (l) putMap(this.links, linkKey(a, b), { ...l, revokedAt: at });
       },
       deleteLinksTouching: async (keys) => {
         for (const k of keys)
-          for (const lk of [...(self.linksByKey.get(k) ?? [])]) {
-            const l = self.links.get(lk);
+          for (const lk of [...(this.linksByKey.get(k) ?? [])]) {
+            const l = this.links.get(lk);
             if (!l) continue;
-            delMap(self.links, lk);
+            delMap(this.links, lk);
             for (const e of [l.a, l.b]) {
-              self.setIndex(self.linksByKey, e, lk, false);
-              undo.push(() => self.setIndex(self.linksByKey, e, lk, true));
+              this.setIndex(this.linksByKey, e, lk, false);
+              undo.push(() => this.setIndex(this.linksByKey, e, lk, true));
             }
           }
       },
-      insertMember: async (m) => putMap(self.members, m.id, { ...m }),
+      insertMember: async (m) => putMap(this.members, m.id, { ...m }),
       lockMember: async (id) => {
-        const m = self.members.get(id);
+        const m = this.members.get(id);
         return m && { ...m };
       },
-      saveMember: async (m) => putMap(self.members, m.id, { ...m }),
-      insertMerge: async (m) => putMap(self.merges, m.id, { ...m }),
+      saveMember: async (m) => putMap(this.members, m.id, { ...m }),
+      insertMerge: async (m) => putMap(this.merges, m.id, { ...m }),
       getMerge: async (id) => {
-        const m = self.merges.get(id);
+        const m = this.merges.get(id);
         return m && { ...m };
       },
-      saveMerge: async (m) => putMap(self.merges, m.id, { ...m }),
+      saveMerge: async (m) => putMap(this.merges, m.id, { ...m }),
       deleteMergesOf: async (ids) => {
         const s = new Set(ids);
-        for (const [k, m] of self.merges) if (s.has(m.into) || s.has(m.from)) delMap(self.merges, k);
+        for (const [k, m] of this.merges) if (s.has(m.into) || s.has(m.from)) delMap(this.merges, k);
       },
       insertActivity: async (a) => {
-        if (self.activity.has(a.key)) return false;
-        putMap(self.activity, a.key, a);
-        let list = self.activityById.get(a.idKey);
-        if (!list) self.activityById.set(a.idKey, (list = []));
+        if (this.activity.has(a.key)) return false;
+        putMap(this.activity, a.key, a);
+        let list = this.activityById.get(a.idKey);
+        if (!list) this.activityById.set(a.idKey, (list = []));
         list.push(a);
         const l = list;
         undo.push(() => l.splice(l.indexOf(a), 1));
@@ -162,14 +161,14 @@ export class MemoryMembersRepo implements MembersRepo {
       },
       activityOf: async (memberId, since) => {
         const out: Activity[] = [];
-        for (const k of self.idsByMember.get(memberId) ?? [])
-          for (const a of self.activityById.get(k) ?? []) if (a.at >= since) out.push(a);
+        for (const k of this.idsByMember.get(memberId) ?? [])
+          for (const a of this.activityById.get(k) ?? []) if (a.at >= since) out.push(a);
         return out.sort((x, y) => x.at - y.at || (x.key < y.key ? -1 : 1));
       },
       countActivity: async (c) => {
         let n = 0;
-        for (const k of self.idsByMember.get(c.memberId) ?? [])
-          for (const a of self.activityById.get(k) ?? [])
+        for (const k of this.idsByMember.get(c.memberId) ?? [])
+          for (const a of this.activityById.get(k) ?? [])
             if (
               a.kind === c.kind &&
               a.at >= c.from &&
@@ -181,68 +180,72 @@ export class MemoryMembersRepo implements MembersRepo {
       },
       deleteActivityOf: async (keys) => {
         for (const k of keys) {
-          for (const a of self.activityById.get(k) ?? []) delMap(self.activity, a.key);
-          delMap(self.activityById, k);
+          for (const a of this.activityById.get(k) ?? []) delMap(this.activity, a.key);
+          delMap(this.activityById, k);
         }
       },
       setTag: async (t) => {
-        let m = self.tags.get(t.memberId);
-        if (!m) self.tags.set(t.memberId, (m = new Map()));
+        let m = this.tags.get(t.memberId);
+        if (!m) this.tags.set(t.memberId, (m = new Map()));
         putMap(m, t.tag, t);
       },
       removeTag: async (memberId, tag) => {
-        const m = self.tags.get(memberId);
+        const m = this.tags.get(memberId);
         if (m) delMap(m, tag);
       },
       tagsOf: async (memberId) => {
         const by = new Map<string, TagRow>();
-        for (const alias of self.aliases(memberId))
-          for (const t of self.tags.get(alias)?.values() ?? []) {
+        for (const alias of this.aliases(memberId))
+          for (const t of this.tags.get(alias)?.values() ?? []) {
             const cur = by.get(t.tag);
             if (!cur || cur.at < t.at) by.set(t.tag, { ...t, memberId });
           }
         return [...by.values()].sort((a, b) => (a.tag < b.tag ? -1 : 1));
       },
       deleteTagsOf: async (ids) => {
-        for (const id of ids) delMap(self.tags, id);
+        for (const id of ids) delMap(this.tags, id);
       },
       getTemplate: async (id) => {
-        const t = self.templates.get(id);
+        const t = this.templates.get(id);
         return t && { ...t };
       },
       putTemplate: async (t) => {
-        const prev = self.templates.get(t.id);
-        putMap(self.templates, t.id, { ...t, issued: prev?.issued ?? t.issued, createdAt: prev?.createdAt ?? t.createdAt });
+        const prev = this.templates.get(t.id);
+        putMap(this.templates, t.id, {
+          ...t,
+          issued: prev?.issued ?? t.issued,
+          createdAt: prev?.createdAt ?? t.createdAt,
+        });
       },
       takeBudget: async (id) => {
-        const t = self.templates.get(id);
+        const t = this.templates.get(id);
         if (!t || (t.budget !== undefined && t.issued >= t.budget)) return false;
-        putMap(self.templates, id, { ...t, issued: t.issued + 1 });
+        putMap(this.templates, id, { ...t, issued: t.issued + 1 });
         return true;
       },
       insertCoupon: async (c) => {
         const tk = `${c.ruleId}\u0000${c.triggerKey}`;
-        if (self.couponsByTrigger.has(tk)) return false;
-        putMap(self.couponsByTrigger, tk, c.id);
-        putMap(self.coupons, c.id, { ...c });
-        let list = self.couponsByMember.get(c.memberId);
-        if (!list) self.couponsByMember.set(c.memberId, (list = []));
-        list.push(self.coupons.get(c.id)!);
+        if (this.couponsByTrigger.has(tk)) return false;
+        putMap(this.couponsByTrigger, tk, c.id);
+        putMap(this.coupons, c.id, { ...c });
+        let list = this.couponsByMember.get(c.memberId);
+        if (!list) this.couponsByMember.set(c.memberId, (list = []));
+        list.push(this.coupons.get(c.id)!);
         const l = list;
         undo.push(() => l.pop());
         return true;
       },
       couponByTrigger: async (ruleId, triggerKey) => {
-        const id = self.couponsByTrigger.get(`${ruleId}\u0000${triggerKey}`);
-        const c = id === undefined ? undefined : self.coupons.get(id);
+        const id = this.couponsByTrigger.get(`${ruleId}\u0000${triggerKey}`);
+        const c = id === undefined ? undefined : this.coupons.get(id);
         return c && { ...c };
       },
       getCoupon: async (id) => {
-        const c = self.coupons.get(id);
+        const c = this.coupons.get(id);
         return c && { ...c };
       },
       saveCoupon: async (c) => {
-        const cur = self.coupons.get(c.id);
+        const cur = this.coupons.get(c.id);
         if (!cur) return;
         const prev = { ...cur };
         undo.push(() => Object.assign(cur, prev));
@@ -255,41 +258,46 @@ export class MemoryMembersRepo implements MembersRepo {
         });
       },
       couponsOf: async (memberId) =>
-        self
-          .aliases(memberId)
-          .flatMap((a) => self.couponsByMember.get(a) ?? [])
+        this.aliases(memberId)
+          .flatMap((a) => this.couponsByMember.get(a) ?? [])
           .map((c) => ({ ...c }))
           .sort((a, b) => a.issuedAt - b.issuedAt || (a.id < b.id ? -1 : 1)),
       countCoupons: async (q) => {
         let n = 0;
-        for (const a of self.aliases(q.memberId))
-          for (const c of self.couponsByMember.get(a) ?? [])
-            if (c.templateId === q.templateId && c.state !== 'void' && c.triggerAt > q.from && c.triggerAt < q.to) n++;
+        for (const a of this.aliases(q.memberId))
+          for (const c of this.couponsByMember.get(a) ?? [])
+            if (
+              c.templateId === q.templateId &&
+              c.state !== 'void' &&
+              c.triggerAt > q.from &&
+              c.triggerAt < q.to
+            )
+              n++;
         return n;
       },
       couponByOrder: async (orderId) => {
-        for (const c of self.coupons.values()) if (c.orderId === orderId) return { ...c };
+        for (const c of this.coupons.values()) if (c.orderId === orderId) return { ...c };
         return undefined;
       },
       deleteCouponsOf: async (ids) => {
         const s = new Set(ids);
-        for (const [id, c] of self.coupons)
+        for (const [id, c] of this.coupons)
           if (s.has(couponMember(c))) {
-            delMap(self.coupons, id);
-            delMap(self.couponsByTrigger, `${c.ruleId}\u0000${c.triggerKey}`);
-            delMap(self.deliveries, `${id}\u0000webhook`);
-            delMap(self.deliveries, `${id}\u0000display`);
+            delMap(this.coupons, id);
+            delMap(this.couponsByTrigger, `${c.ruleId}\u0000${c.triggerKey}`);
+            delMap(this.deliveries, `${id}\u0000webhook`);
+            delMap(this.deliveries, `${id}\u0000display`);
           }
-        for (const id of ids) delMap(self.couponsByMember, id);
+        for (const id of ids) delMap(this.couponsByMember, id);
       },
-      putDelivery: async (d) => putMap(self.deliveries, `${d.couponId}\u0000${d.channel}`, { ...d }),
+      putDelivery: async (d) => putMap(this.deliveries, `${d.couponId}\u0000${d.channel}`, { ...d }),
       insertRuleVersion: async (r) => {
-        const list = self.rules.get(r.id) ?? [];
+        const list = this.rules.get(r.id) ?? [];
         if (list.some((x) => x.version === r.version)) return false;
-        putMap(self.rules, r.id, [...list, r]);
+        putMap(this.rules, r.id, [...list, r]);
         return true;
       },
-      latestRuleVersion: async (id) => Math.max(0, ...(self.rules.get(id) ?? []).map((r) => r.version)),
+      latestRuleVersion: async (id) => Math.max(0, ...(this.rules.get(id) ?? []).map((r) => r.version)),
     };
     try {
       return await fn(tx);
@@ -307,9 +315,7 @@ export class MemoryMembersRepo implements MembersRepo {
     return [...this.members.values()]
       .filter((m) => m.mergedInto === null && m.erasedAt === null)
       .filter((m) => f.idKey === undefined || this.ids.get(f.idKey) === m.id)
-      .filter(
-        (m) => f.tag === undefined || this.aliases(m.id).some((a) => this.tags.get(a)?.has(f.tag!)),
-      )
+      .filter((m) => f.tag === undefined || this.aliases(m.id).some((a) => this.tags.get(a)?.has(f.tag!)))
       .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : 1))
       .slice(0, f.limit);
   }
@@ -354,7 +360,9 @@ export class MemoryMembersRepo implements MembersRepo {
   async listCoupons(f: { memberId?: string; state?: string; limit: number }) {
     const al = f.memberId === undefined ? undefined : new Set(this.aliases(f.memberId));
     return [...this.coupons.values()]
-      .filter((c) => (al === undefined || al.has(c.memberId)) && (f.state === undefined || c.state === f.state))
+      .filter(
+        (c) => (al === undefined || al.has(c.memberId)) && (f.state === undefined || c.state === f.state),
+      )
       .sort((a, b) => b.issuedAt - a.issuedAt || (a.id < b.id ? -1 : 1))
       .slice(0, f.limit)
       .map((c) => ({ ...c }));

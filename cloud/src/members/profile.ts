@@ -60,7 +60,11 @@ export function computeProfile(acts: readonly Activity[], now: number): Profile 
   for (const a of acts) {
     const k = `${a.channel}\u0000${a.store}`;
     let s = by.get(k);
-    if (!s) by.set(k, (s = { channel: a.channel, store: a.store, visits: 0, purchases: 0, spendCents: 0, lastSeen: 0 }));
+    if (!s)
+      by.set(
+        k,
+        (s = { channel: a.channel, store: a.store, visits: 0, purchases: 0, spendCents: 0, lastSeen: 0 }),
+      );
     s.lastSeen = Math.max(s.lastSeen, a.at);
     lastSeen = Math.max(lastSeen ?? 0, a.at);
     if (VISIT_KINDS.has(a.kind)) {
@@ -81,7 +85,10 @@ export function computeProfile(acts: readonly Activity[], now: number): Profile 
     }
   }
   const daysSinceLastPurchase = lastPurchase === null ? 9999 : Math.floor((now - lastPurchase) / DAY);
-  const r = lastPurchase === null ? 0 : 5 - RFM_THRESHOLDS.recencyDays.filter((d) => daysSinceLastPurchase > d).length;
+  const r =
+    lastPurchase === null
+      ? 0
+      : 5 - RFM_THRESHOLDS.recencyDays.filter((d) => daysSinceLastPurchase > d).length;
   const f = purchases === 0 ? 0 : 5 - RFM_THRESHOLDS.frequency.filter((x) => f365 < x).length;
   const m = purchases === 0 ? 0 : 5 - RFM_THRESHOLDS.monetaryCents.filter((x) => m365 < x).length;
   const tier: Profile['tier'] =

@@ -45,7 +45,13 @@ export interface MembersTx {
   // activity
   insertActivity(a: Activity): Promise<boolean>;
   activityOf(memberId: string, since: number): Promise<Activity[]>;
-  countActivity(q: { memberId: string; kind: ActivityKind; from: number; to: number; store?: string }): Promise<number>;
+  countActivity(q: {
+    memberId: string;
+    kind: ActivityKind;
+    from: number;
+    to: number;
+    store?: string;
+  }): Promise<number>;
   deleteActivityOf(keys: readonly IdKey[]): Promise<void>;
   // tags
   setTag(t: TagRow): Promise<void>;
@@ -268,9 +274,10 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
       return new Map(r.rows.map((x) => [x.key, x.member_id]));
     },
     async idsOfMember(memberId) {
-      const r = await q.query<{ key: string }>('SELECT key FROM member_ids WHERE member_id = $1 ORDER BY key', [
-        memberId,
-      ]);
+      const r = await q.query<{ key: string }>(
+        'SELECT key FROM member_ids WHERE member_id = $1 ORDER BY key',
+        [memberId],
+      );
       return r.rows.map((x) => x.key);
     },
     async assignId(key, memberId, at) {
@@ -435,7 +442,9 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
       return r.rows[0] && toCoupon(r.rows[0]);
     },
     async getCoupon(id) {
-      const r = await q.query<CouponDbRow>(`SELECT ${COUPON_COLS} FROM coupons WHERE id = $1 FOR UPDATE`, [id]);
+      const r = await q.query<CouponDbRow>(`SELECT ${COUPON_COLS} FROM coupons WHERE id = $1 FOR UPDATE`, [
+        id,
+      ]);
       return r.rows[0] && toCoupon(r.rows[0]);
     },
     async saveCoupon(c) {
@@ -461,9 +470,10 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
       return r.rows[0]?.n ?? 0;
     },
     async couponByOrder(orderId) {
-      const r = await q.query<CouponDbRow>(`SELECT ${COUPON_COLS} FROM coupons WHERE order_id = $1 FOR UPDATE`, [
-        orderId,
-      ]);
+      const r = await q.query<CouponDbRow>(
+        `SELECT ${COUPON_COLS} FROM coupons WHERE order_id = $1 FOR UPDATE`,
+        [orderId],
+      );
       return r.rows[0] && toCoupon(r.rows[0]);
     },
     async deleteCouponsOf(ids) {
@@ -492,7 +502,10 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
       return x.affected === 1;
     },
     async latestRuleVersion(id) {
-      const r = await q.query<{ v: number | null }>('SELECT max(version) AS v FROM member_rules WHERE id = $1', [id]);
+      const r = await q.query<{ v: number | null }>(
+        'SELECT max(version) AS v FROM member_rules WHERE id = $1',
+        [id],
+      );
       return r.rows[0]?.v ?? 0;
     },
   };
@@ -561,10 +574,10 @@ export class SqlMembersRepo implements MembersRepo {
 
   async recentActivity(since: number, limit: number) {
     const r = await guard(() =>
-      this.sql.query<ActivityDbRow>('SELECT * FROM member_activity WHERE at >= $1 ORDER BY at, key LIMIT $2', [
-        since,
-        limit,
-      ]),
+      this.sql.query<ActivityDbRow>(
+        'SELECT * FROM member_activity WHERE at >= $1 ORDER BY at, key LIMIT $2',
+        [since, limit],
+      ),
     );
     return r.rows.map(toActivity);
   }

@@ -170,11 +170,15 @@ export async function failedCondition(c: Condition, ctx: RuleContext): Promise<s
   switch (c.type) {
     case 'event': {
       const v = ctx.event[c.field];
-      return compare(v, c.op, c.value) ? undefined : `event.${c.field} ${String(v)} is not ${c.op} ${c.value}`;
+      return compare(v, c.op, c.value)
+        ? undefined
+        : `event.${c.field} ${String(v)} is not ${c.op} ${c.value}`;
     }
     case 'profile': {
       const v = profileField(await ctx.profile(), c.field);
-      return compare(v, c.op, c.value) ? undefined : `profile.${c.field} ${String(v)} is not ${c.op} ${c.value}`;
+      return compare(v, c.op, c.value)
+        ? undefined
+        : `profile.${c.field} ${String(v)} is not ${c.op} ${c.value}`;
     }
     case 'tag': {
       const has = (await ctx.tags()).some((t) => t.tag === c.tag);
@@ -198,8 +202,10 @@ export async function failedCondition(c: Condition, ctx: RuleContext): Promise<s
 /** All conditions hold → undefined; else the first reason. Cheap conditions go first. */
 export async function evaluate(rule: Rule, ctx: RuleContext): Promise<string | undefined> {
   if (!rule.enabled) return 'rule disabled';
-  if (!rule.on.includes(ctx.event.kind)) return `event kind ${ctx.event.kind} is not one of ${rule.on.join(',')}`;
-  const order = (c: Condition) => (c.type === 'event' ? 0 : c.type === 'tag' ? 1 : c.type === 'profile' ? 2 : 3);
+  if (!rule.on.includes(ctx.event.kind))
+    return `event kind ${ctx.event.kind} is not one of ${rule.on.join(',')}`;
+  const order = (c: Condition) =>
+    c.type === 'event' ? 0 : c.type === 'tag' ? 1 : c.type === 'profile' ? 2 : 3;
   for (const c of [...rule.conditions].sort((a, b) => order(a) - order(b))) {
     const why = await failedCondition(c, ctx);
     if (why) return why;

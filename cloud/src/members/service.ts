@@ -97,7 +97,14 @@ export interface CouponMessage {
   couponId: string;
   memberId: string;
   channelIds: Record<string, string[]>;
-  template: { id: string; name: string; kind: string; amountOffCents?: number; percentOff?: number; freeSku?: string };
+  template: {
+    id: string;
+    name: string;
+    kind: string;
+    amountOffCents?: number;
+    percentOff?: number;
+    freeSku?: string;
+  };
   validFrom: number;
   expiresAt: number;
 }
@@ -110,7 +117,13 @@ export interface MembersServiceOptions {
   /** Member-channel webhook (mini-program / app backend); none = webhook deliveries stay pending. */
   webhook?: { url: string; secret: string; timeoutMs?: number };
   /** Sends a display command to a gateway (cloud: an `esl.campaign` with one display). */
-  showOnDisplay?: (d: { gateway: string; commandId: string; text: string; valueCents: number; couponId?: string }) => Promise<void>;
+  showOnDisplay?: (d: {
+    gateway: string;
+    commandId: string;
+    text: string;
+    valueCents: number;
+    couponId?: string;
+  }) => Promise<void>;
   fetch?: typeof fetch;
   metrics?: MembersMetrics;
   logger?: Logger;
@@ -186,12 +199,20 @@ export class MembersService implements CouponRedeemer {
     const n = normaliseId(type, value);
     if (!n.ok) {
       this.metrics.idsRefused.inc({ type: type.slice(0, 32) });
-      throw cloudError('CLOUD_ERR_MEMBER_ID', { idType: type, value: String(value).slice(0, 64), reason: n.reason });
+      throw cloudError('CLOUD_ERR_MEMBER_ID', {
+        idType: type,
+        value: String(value).slice(0, 64),
+        reason: n.reason,
+      });
     }
     return n.key;
   }
 
-  async link(a: { type: string; value: string }, b: { type: string; value: string }, ev: Omit<LinkEvidence, 'at'> & { at?: number }) {
+  async link(
+    a: { type: string; value: string },
+    b: { type: string; value: string },
+    ev: Omit<LinkEvidence, 'at'> & { at?: number },
+  ) {
     const ka = this.idKeyOf(a.type, a.value);
     const kb = this.idKeyOf(b.type, b.value);
     const at = ev.at ?? this.now();
@@ -216,12 +237,18 @@ export class MembersService implements CouponRedeemer {
 
   // ------------------------------------------------------------ profiles
 
-  async profile(memberId: string): Promise<{ memberId: string; ids: { type: string; value: string }[]; tags: TagRow[]; profile: Profile }> {
+  async profile(
+    memberId: string,
+  ): Promise<{ memberId: string; ids: { type: string; value: string }[]; tags: TagRow[]; profile: Profile }> {
     return this.opts.repo.transaction(async (tx) => {
       const cur = await currentMember(tx, memberId);
       if (cur === undefined) throw cloudError('CLOUD_ERR_MEMBER_UNKNOWN', { memberId });
       const now = this.now();
-      const [ids, tags, acts] = [await tx.idsOfMember(cur), await tx.tagsOf(cur), await tx.activityOf(cur, now - PROFILE_WINDOW_MS)];
+      const [ids, tags, acts] = [
+        await tx.idsOfMember(cur),
+        await tx.tagsOf(cur),
+        await tx.activityOf(cur, now - PROFILE_WINDOW_MS),
+      ];
       return { memberId: cur, ids: ids.map(parseIdKey), tags, profile: computeProfile(acts, now) };
     });
   }
@@ -237,7 +264,8 @@ export class MembersService implements CouponRedeemer {
   }
 
   private async removeTagEverywhere(tx: MembersTx, member: string, tag: string) {
-    for (const k of await tx.idsOfMember(member)) if (k.startsWith('member:')) await tx.removeTag(k.slice(7), tag);
+    for (const k of await tx.idsOfMember(member))
+      if (k.startsWith('member:')) await tx.removeTag(k.slice(7), tag);
   }
 
   // ------------------------------------------------------------ activity → rules → coupons
@@ -278,7 +306,13 @@ export class MembersService implements CouponRedeemer {
         this.metrics.idsRefused.inc({ type: l.type.slice(0, 32) });
         continue;
       }
-      const r = await linkIds(tx, n.key, o.key, { source: input.channel, evidence: { event: input.key, kind: input.kind }, at }, this.ident);
+      const r = await linkIds(
+        tx,
+        n.key,
+        o.key,
+        { source: input.channel, evidence: { event: input.key, kind: input.kind }, at },
+        this.ident,
+      );
       this.metrics.links.inc({ outcome: r.status });
     }
     member = (await tx.memberOfIds([n.key])).get(n.key) ?? member;
@@ -301,11 +335,23 @@ export class MembersService implements CouponRedeemer {
     return { outcome: 'recorded', memberId: member, coupons: effects.coupons, tags: effects.tags };
   }
 
-  private async runRules(tx: MembersTx, member: string, act: Activity, dryRun: boolean, only?: { rule: Rule; version: number }[]) {
+  private async runRules(
+    tx: MembersTx,
+    member: string,
+    act: Activity,
+    dryRun: boolean,
+    only?: { rule: Rule; version: number }[],
+  ) {
     const rules = only ?? (await this.loadRules());
     const coupons: Coupon[] = [];
     const tags: string[] = [];
-    const explain: { ruleId: string; version: number; matched: boolean; reason?: string; actions?: Action[] }[] = [];
+    const explain: {
+      ruleId: string;
+      version: number;
+      matched: boolean;
+      reason?: string;
+      actions?: Action[];
+    }[] = [];
     let profile: Profile | undefined;
     let tagRows: TagRow[] | undefined;
     const now = this.now();
@@ -315,15 +361,30 @@ export class MembersService implements CouponRedeemer {
         profile: async () => {
           if (!profile) {
             const acts = await tx.activityOf(member, now - PROFILE_WINDOW_MS);
-            profile = computeProfile(acts.filter((a) => a.key !== act.key), act.at);
+            profile = computeProfile(
+              acts.filter((a) => a.key !== act.key),
+              act.at,
+            );
           }
           return profile;
         },
         tags: async () => (tagRows ??= await tx.tagsOf(member)),
         count: async (q) =>
-          (await tx.countActivity({ memberId: member, ...q })) - (q.kind === act.kind && act.at >= q.from && act.at <= q.to && (q.store === undefined || q.store === act.store) && !dryRun ? 1 : 0),
+          (await tx.countActivity({ memberId: member, ...q })) -
+          (q.kind === act.kind &&
+          act.at >= q.from &&
+          act.at <= q.to &&
+          (q.store === undefined || q.store === act.store) &&
+          !dryRun
+            ? 1
+            : 0),
       });
-      explain.push({ ruleId: rule.id, version, matched: why === undefined, ...(why ? { reason: why } : { actions: rule.actions }) });
+      explain.push({
+        ruleId: rule.id,
+        version,
+        matched: why === undefined,
+        ...(why ? { reason: why } : { actions: rule.actions }),
+      });
       if (why !== undefined || dryRun) continue;
       for (const a of rule.actions) {
         if (a.type === 'issue_coupon') {
@@ -353,7 +414,9 @@ export class MembersService implements CouponRedeemer {
           const commandId = ulidFrom(`notify:${rule.id}:${act.key}`, now);
           // Best effort after this transaction; the command id is derived, so a replay is the same command.
           setImmediate(() => {
-            this.opts.showOnDisplay?.({ gateway, commandId, text: a.text, valueCents: 0 }).catch(() => undefined);
+            this.opts
+              .showOnDisplay?.({ gateway, commandId, text: a.text, valueCents: 0 })
+              .catch(() => undefined);
           });
         }
       }
@@ -376,7 +439,12 @@ export class MembersService implements CouponRedeemer {
         if (member === undefined) continue;
         const r = await this.runRules(tx, member, a, true, [{ rule, version: 0 }]);
         const e = r.explain[0]!;
-        results.push({ event: a, memberId: member, matched: e.matched, ...(e.reason ? { reason: e.reason } : {}) });
+        results.push({
+          event: a,
+          memberId: member,
+          matched: e.matched,
+          ...(e.reason ? { reason: e.reason } : {}),
+        });
       }
     });
     return { rule, evaluated: results.length, matched: results.filter((r) => r.matched).length, results };
@@ -385,7 +453,9 @@ export class MembersService implements CouponRedeemer {
   private async loadRules() {
     if (!this.rules) {
       const rows = await this.opts.repo.latestRules();
-      this.rules = rows.map((r) => ({ rule: r.body as Rule, version: r.version })).sort((a, b) => (a.rule.id < b.rule.id ? -1 : 1));
+      this.rules = rows
+        .map((r) => ({ rule: r.body as Rule, version: r.version }))
+        .sort((a, b) => (a.rule.id < b.rule.id ? -1 : 1));
     }
     return this.rules;
   }
@@ -424,11 +494,18 @@ export class MembersService implements CouponRedeemer {
   async quote(member: MemberRef, draft: OrderDraft): Promise<CouponQuote | undefined> {
     return this.opts.repo.transaction(async (tx) => {
       const m = await this.memberFor(tx, member);
-      return m === undefined ? undefined : bestQuote(tx, m, draft, this.now(), { minTotalCents: draft.minTotalCents ?? 0 });
+      return m === undefined
+        ? undefined
+        : bestQuote(tx, m, draft, this.now(), { minTotalCents: draft.minTotalCents ?? 0 });
     });
   }
 
-  async redeem(input: { member: MemberRef; orderId: string; draft: OrderDraft; couponId?: string }): Promise<CouponRedemption | undefined> {
+  async redeem(input: {
+    member: MemberRef;
+    orderId: string;
+    draft: OrderDraft;
+    couponId?: string;
+  }): Promise<CouponRedemption | undefined> {
     const now = this.now();
     const r = await this.opts.repo.transaction(async (tx) => {
       const prior = await tx.couponByOrder(input.orderId);
@@ -436,7 +513,10 @@ export class MembersService implements CouponRedeemer {
       const m = await this.memberFor(tx, input.member);
       if (m === undefined) {
         if (input.couponId !== undefined)
-          throw cloudError('CLOUD_ERR_COUPON_NOT_APPLICABLE', { couponId: input.couponId, reason: 'unknown member' });
+          throw cloudError('CLOUD_ERR_COUPON_NOT_APPLICABLE', {
+            couponId: input.couponId,
+            reason: 'unknown member',
+          });
         return undefined;
       }
       await tx.lockMember(m);
@@ -482,7 +562,14 @@ export class MembersService implements CouponRedeemer {
     await this.opts.repo.transaction(async (tx) => {
       const c = await tx.couponByOrder(orderId);
       if (!c || c.state !== 'redeemed') return;
-      await tx.saveCoupon({ ...c, state: 'issued', orderId: null, redeemedAt: null, discountCents: null, subtotalCents: null });
+      await tx.saveCoupon({
+        ...c,
+        state: 'issued',
+        orderId: null,
+        redeemedAt: null,
+        discountCents: null,
+        subtotalCents: null,
+      });
       this.metrics.coupons.inc({ outcome: 'released' });
     });
   }
@@ -492,7 +579,9 @@ export class MembersService implements CouponRedeemer {
   /** Asks for a delivery run soon (after the current transaction has committed). */
   kick(delayMs = 0): void {
     setTimeout(() => {
-      this.deliverDue().catch((e: unknown) => this.opts.logger?.warn({ err: e }, 'coupon delivery run failed'));
+      this.deliverDue().catch((e: unknown) =>
+        this.opts.logger?.warn({ err: e }, 'coupon delivery run failed'),
+      );
     }, delayMs).unref?.();
   }
 
@@ -528,20 +617,34 @@ export class MembersService implements CouponRedeemer {
       }
       const attempts = d.attempts + 1;
       if (!error) {
-        await this.opts.repo.saveDelivery({ ...d, state: 'delivered', attempts, lastError: null, deliveredAt: this.now() });
+        await this.opts.repo.saveDelivery({
+          ...d,
+          state: 'delivered',
+          attempts,
+          lastError: null,
+          deliveredAt: this.now(),
+        });
         this.metrics.deliveries.inc({ channel: d.channel, result: 'delivered' });
         done++;
       } else {
         const failed = attempts >= (this.opts.maxAttempts ?? 12);
         const retry = Math.min((this.opts.retryMs ?? 5_000) * 2 ** (attempts - 1), 3_600_000);
-        await this.opts.repo.saveDelivery({ ...d, state: failed ? 'failed' : 'pending', attempts, lastError: error, nextAt: now + retry });
+        await this.opts.repo.saveDelivery({
+          ...d,
+          state: failed ? 'failed' : 'pending',
+          attempts,
+          lastError: error,
+          nextAt: now + retry,
+        });
         this.metrics.deliveries.inc({ channel: d.channel, result: failed ? 'failed' : 'retry' });
       }
     }
     return done;
   }
 
-  private async messageFor(couponId: string): Promise<{ coupon: Coupon; message: CouponMessage } | undefined> {
+  private async messageFor(
+    couponId: string,
+  ): Promise<{ coupon: Coupon; message: CouponMessage } | undefined> {
     return this.opts.repo.transaction(async (tx) => {
       const c = await tx.getCoupon(couponId);
       if (!c) return undefined;
@@ -582,7 +685,11 @@ export class MembersService implements CouponRedeemer {
     const sig = createHmac('sha256', w.secret).update(`${ts}\n${body}`).digest('base64');
     const res = await (this.opts.fetch ?? fetch)(w.url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-storelink-timestamp': ts, 'x-storelink-signature': sig },
+      headers: {
+        'content-type': 'application/json',
+        'x-storelink-timestamp': ts,
+        'x-storelink-signature': sig,
+      },
       body,
       signal: AbortSignal.timeout(w.timeoutMs ?? 5_000),
     });
@@ -621,7 +728,15 @@ export class MembersService implements CouponRedeemer {
 }
 
 function newDelivery(couponId: string, channel: Delivery['channel'], now: number): Delivery {
-  return { couponId, channel, state: 'pending', attempts: 0, lastError: null, nextAt: now, deliveredAt: null };
+  return {
+    couponId,
+    channel,
+    state: 'pending',
+    attempts: 0,
+    lastError: null,
+    nextAt: now,
+    deliveredAt: null,
+  };
 }
 
 function toRedemption(c: Coupon, orderId: string): CouponRedemption {

@@ -2,6 +2,7 @@ import { VEND_DISPENSE } from '@storelink/protocols';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { SendCommandInput } from '../commands/service.ts';
+import type { CouponRedeemer } from '../members/coupons.ts';
 import type { PaymentProviderClient } from '../payments/provider.ts';
 import { NotificationVerifier, type SigAlgorithm } from '../payments/wechat.ts';
 import type { SqlCloudStore } from '../store/sql-store.ts';
@@ -9,6 +10,7 @@ import { SqlOrdersRepo, sqlOrdersTx } from './repo.ts';
 import {
   createOrdersMetrics,
   OrdersService,
+  type OrdersServiceOptions,
   type PaymentsTiming,
   type ProviderBinding,
   vendResultFromEvent,
@@ -47,6 +49,9 @@ export function startVending(opts: {
   registry?: Registry;
   logger?: Logger;
   now: () => number;
+  /** Members' coupons and the purchase hook (docs/members.md). */
+  coupons?: CouponRedeemer;
+  onPaid?: OrdersServiceOptions['onPaid'];
 }): Vending {
   const { config } = opts;
   const providers: Record<string, ProviderBinding> = {};
@@ -79,6 +84,8 @@ export function startVending(opts: {
     timing: config,
     metrics: createOrdersMetrics(opts.registry),
     ...(logger ? { logger } : {}),
+    ...(opts.coupons ? { coupons: opts.coupons } : {}),
+    ...(opts.onPaid ? { onPaid: opts.onPaid } : {}),
   });
   opts.store.onIngestEvents(async (q, batch) => {
     const tx = sqlOrdersTx(q);

@@ -48,9 +48,36 @@ const CreateOrderBody = Type.Object(
     sku: Type.Optional(Type.String({ maxLength: 64 })),
     provider: Type.Optional(Type.String({ pattern: '^[a-z0-9_-]{1,32}$' })),
     id: Type.Optional(OrderIdParam),
+    /** The member ordering (mini-program scan): their best valid coupon lowers the price. */
+    member: Type.Optional(
+      Type.Union([
+        Type.Object({ memberId: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }) }, { additionalProperties: false }),
+        Type.Object(
+          { idType: Type.String({ pattern: '^[a-z_]{1,32}$' }), value: Type.String({ maxLength: 256 }) },
+          { additionalProperties: false },
+        ),
+      ]),
+    ),
+    couponId: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9_-]{1,64}$' })),
   },
   { additionalProperties: false },
 );
+
+const CreatedOrder = Type.Composite([
+  OrderSchema,
+  Type.Object({
+    coupon: Type.Optional(
+      Type.Object({
+        couponId: Type.String(),
+        templateId: Type.String(),
+        memberId: Type.String(),
+        subtotalCents: Type.Integer(),
+        discountCents: Type.Integer(),
+        totalCents: Type.Integer(),
+      }),
+    ),
+  }),
+]);
 
 const ListQuery = Type.Object(
   {
@@ -78,15 +105,15 @@ export default async function vendingRoutes(app: FastifyInstance, opts: VendingR
         summary:
           'Create an order for one slot of a vending machine (QR flow); pay it with its id as out_trade_no',
         body: CreateOrderBody,
-        response: { 201: OrderSchema, ...errorResponses },
+        response: { 201: CreatedOrder, ...errorResponses },
       },
     },
     async (req, reply) => {
       const site = await siteOf(req.body.gateway);
       if (site === undefined)
         throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'gateway', id: req.body.gateway });
-      const o = await orders.createOrder({ ...req.body, site });
-      return reply.code(201).send(o);
+      const { order, coupon } = await orders.createOrderWithCoupon({ ...req.body, site });
+      return reply.code(201).send(coupon ? { ...order, coupon } : order);
     },
   );
 

@@ -3,6 +3,7 @@ import { type VendDispense, VEND_DISPENSE, type VendResult } from '@storelink/pr
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { cloudError } from '../errors.ts';
+import type { CouponRedeemer, CouponRedemption, MemberRef } from '../members/coupons.ts';
 import type { PaymentProviderClient } from '../payments/provider.ts';
 import { type NotificationVerifier, type PaymentNotice, parseNotification } from '../payments/wechat.ts';
 import * as m from './machine.ts';
@@ -96,6 +97,10 @@ export interface OrdersServiceOptions {
   logger?: Logger;
   /** Skip signature verification (torture model only; never configurable in the cloud). */
   trustNotifications?: boolean;
+  /** Members' coupons (docs/members.md): applied to an order's price at creation. */
+  coupons?: CouponRedeemer;
+  /** Called after a payment committed (`paid`), with the payer's channel id if sent. */
+  onPaid?: (order: Order, notice: PaymentNotice) => Promise<void> | void;
 }
 
 export interface CreateOrderInput {
@@ -107,6 +112,9 @@ export interface CreateOrderInput {
   currency?: string;
   sku?: string;
   provider?: string;
+  /** The member ordering: their best valid coupon (or `couponId`) lowers the price [ORDER-COUPON-1]. */
+  member?: MemberRef;
+  couponId?: string;
 }
 
 export type PaymentOutcome = 'paid' | 'duplicate' | 'late' | 'ignored' | 'second_payment';
@@ -162,29 +170,60 @@ export class OrdersService {
   }
 
   async createOrder(i: CreateOrderInput): Promise<Order> {
+    return (await this.createOrderWithCoupon(i)).order;
+  }
+
+  /**
+   * [ORDER-COUPON-1] with a member, their coupon is redeemed for this order id first
+   * (idempotent per order) and the order is created at the discounted price; the
+   * dispense command still carries the list price, which is what the machine asks for
+   * (the coupon pays the difference). If the order cannot be created the coupon is released.
+   */
+  async createOrderWithCoupon(i: CreateOrderInput): Promise<{ order: Order; coupon?: CouponRedemption }> {
     const now = this.now();
     const provider = i.provider ?? Object.keys(this.opts.providers)[0];
     if (provider === undefined || !this.opts.providers[provider])
       throw cloudError('CLOUD_ERR_PAY_PROVIDER', { provider: provider ?? '(none)' });
+    const id = i.id ?? newOrderId(now);
+    const coupon =
+      i.member && this.opts.coupons
+        ? await this.opts.coupons.redeem({
+            member: i.member,
+            orderId: id,
+            draft: {
+              site: i.site,
+              gateway: i.gateway,
+              items: [{ sku: i.sku ?? `slot-${i.slot}`, priceCents: i.amountCents, qty: 1 }],
+              ...(i.currency ? { currency: i.currency } : {}),
+              minTotalCents: 1,
+            },
+            ...(i.couponId !== undefined ? { couponId: i.couponId } : {}),
+          })
+        : undefined;
     const o: Order = {
       ...m.newOrder({
-        id: i.id ?? newOrderId(now),
+        id,
         gateway: i.gateway,
         site: i.site,
         slot: i.slot,
         sku: i.sku ?? null,
-        amountCents: i.amountCents,
+        amountCents: coupon ? coupon.totalCents : i.amountCents,
         ...(i.currency ? { currency: i.currency } : {}),
         now,
         ttlMs: this.timing.orderTtlMs,
       }),
       provider,
     };
-    const ok = await this.opts.repo.transaction((tx) => tx.insert(o));
-    if (!ok)
+    const ok = await this.opts.repo.transaction((tx) => tx.insert(o)).catch(async (e: unknown) => {
+      if (coupon) await this.opts.coupons?.release(id);
+      throw e;
+    });
+    if (!ok) {
+      // The id was taken before: that order's coupon (if any) stays with it.
       throw cloudError('CLOUD_ERR_CONFLICT', { what: 'order', id: o.id, reason: 'out_trade_no is taken' });
+    }
     this.metrics.orders.inc({ state: 'created' });
-    return o;
+    return coupon ? { order: o, coupon } : { order: o };
   }
 
   /**
@@ -230,6 +269,10 @@ export class OrdersService {
   ): Promise<PaymentOutcome> {
     const now = this.now();
     const count = (outcome: string) => this.metrics.notifications.inc({ provider, outcome });
+    // [ORDER-COUPON-1] the machine asks for the list price; the coupon paid the difference.
+    const discount = this.opts.coupons
+      ? ((await this.opts.coupons.redemptionFor(n.outTradeNo))?.discountCents ?? 0)
+      : 0;
     const r = await this.opts.repo
       .transaction(async (tx) => {
         const o = await tx.lock(n.outTradeNo);
@@ -267,7 +310,7 @@ export class OrdersService {
           dispense = {
             id: commandId,
             gateway: o.gateway,
-            payload: { orderId: o.id, slot: o.slot, priceCents: o.amountCents },
+            payload: { orderId: o.id, slot: o.slot, priceCents: o.amountCents + discount },
             ttlMs: this.timing.dispenseTtlMs,
           };
         } else if (o.state === 'created' || o.state === 'expired') {
@@ -312,6 +355,14 @@ export class OrdersService {
     if (r.outcome === 'late') this.metrics.orders.inc({ state: 'refunding' });
     if (r.dispense) await this.send(r.dispense);
     if (r.outcome === 'late') await this.tryRefund(r.order.id).catch(() => undefined);
+    if (r.outcome === 'paid' && this.opts.onPaid) {
+      try {
+        await this.opts.onPaid(r.order, n);
+      } catch (e) {
+        // The payment stands; a lost profile update is logged, never a failed notification.
+        this.opts.logger?.warn({ err: e, orderId: r.order.id }, 'onPaid hook failed');
+      }
+    }
     return r.outcome;
   }
 

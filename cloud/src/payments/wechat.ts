@@ -30,6 +30,8 @@ export interface PaymentNotice {
   amountCents: number;
   currency: string;
   successTime: number;
+  /** The payer's channel id (WeChat `payer.openid`, Alipay `buyer_id`), when the provider sends it. */
+  payerId?: string;
 }
 
 export function signingMessage(timestamp: string, nonce: string, body: string): string {
@@ -101,6 +103,7 @@ export function parseNotification(provider: string, body: string): PaymentNotice
       trade_state?: unknown;
       amount?: { total?: unknown; currency?: unknown };
       success_time?: unknown;
+      payer?: { openid?: unknown; buyer_id?: unknown };
     };
   };
   if (typeof o !== 'object' || o === null) throw bad('body is not an object');
@@ -128,6 +131,11 @@ export function parseNotification(provider: string, body: string): PaymentNotice
     amountCents: total,
     currency,
     successTime: Number.isFinite(st) ? st : 0,
+    ...(typeof r.payer?.openid === 'string'
+      ? { payerId: r.payer.openid }
+      : typeof r.payer?.buyer_id === 'string'
+        ? { payerId: r.payer.buyer_id }
+        : {}),
   };
 }
 

@@ -7,7 +7,14 @@ import type { SimPaymentProvider } from './provider.ts';
  * running cloud, or any function in process.
  */
 export interface OrderApi {
-  createOrder(req: { gateway: string; slot: number; amountCents: number; provider?: string }): Promise<{
+  createOrder(req: {
+    gateway: string;
+    slot: number;
+    amountCents: number;
+    provider?: string;
+    /** The member ordering (mini-program scan), so the cloud can apply their coupon. */
+    member?: { idType: string; value: string } | { memberId: string };
+  }): Promise<{
     id: string;
     amountCents: number;
     currency: string;
@@ -54,15 +61,23 @@ export class SimBuyer {
   ) {}
 
   /** Creates an order for `slot` and pays it; returns the order id and the payment result. */
-  async buy(req: { gateway: string; slot: number; amountCents: number; pay?: boolean }) {
+  async buy(req: {
+    gateway: string;
+    slot: number;
+    amountCents: number;
+    pay?: boolean;
+    /** The buyer's WeChat openid: on the order (coupons) and in the payment notification. */
+    openid?: string;
+  }) {
     const order = await this.api.createOrder({
       gateway: req.gateway,
       slot: req.slot,
       amountCents: req.amountCents,
       provider: this.provider.name,
+      ...(req.openid !== undefined ? { member: { idType: 'wechat_openid', value: req.openid } } : {}),
     });
     if (req.pay === false) return { order, payment: undefined };
-    const payment = this.provider.pay(order.id, order.amountCents, order.currency);
+    const payment = this.provider.pay(order.id, order.amountCents, order.currency, req.openid);
     return { order, payment };
   }
 

@@ -72,6 +72,8 @@ export interface Trade {
   gaveUp: boolean;
   refundNo?: string;
   refundedCents: number;
+  /** The payer's id in the provider (WeChat `payer.openid`), sent in the notification. */
+  payer?: string;
 }
 
 export interface ProviderStats {
@@ -137,6 +139,7 @@ export class SimPaymentProvider {
     outTradeNo: string,
     amountCents: number,
     currency = 'CNY',
+    payer?: string,
   ): { ok: true; transactionId: string } | { ok: false; reason: string } {
     if (this.closed.has(outTradeNo)) return { ok: false, reason: 'ORDER_CLOSED' };
     if (this.trades.has(outTradeNo)) return { ok: false, reason: 'ORDERPAID' };
@@ -153,6 +156,7 @@ export class SimPaymentProvider {
       acknowledged: false,
       gaveUp: false,
       refundedCents: 0,
+      ...(payer !== undefined ? { payer } : {}),
     };
     this.trades.set(outTradeNo, t);
     this.stats.paid++;
@@ -240,6 +244,7 @@ export class SimPaymentProvider {
         trade_state: 'SUCCESS',
         success_time: new Date(t.successTime).toISOString(),
         amount: { total: t.amountCents, currency: t.currency },
+        ...(t.payer !== undefined ? { payer: { openid: t.payer } } : {}),
       },
     });
     return this.signed(body, now);
