@@ -281,7 +281,8 @@ export class RfidDriver extends EventEmitter<RfidDriverEvents> implements RfidIn
       } else {
         const code = FAULT_CODE[r.outcome] ?? 'EDGE_ERR_RFID_READER';
         antennasFailed.push({ antenna, code });
-        this.raiseFault(antenna, code, r.outcome);
+        // A lost port is one link alarm (the `link` event), not one fault per antenna.
+        if (r.outcome !== 'link_down') this.raiseFault(antenna, code, r.outcome);
       }
     }
     this.counters.rounds++;
@@ -316,7 +317,7 @@ export class RfidDriver extends EventEmitter<RfidDriverEvents> implements RfidIn
   }
 
   private async attemptAntenna(antenna: AntennaId): Promise<AttemptResult> {
-    if (!this.port?.isOpen) return { outcome: 'link_down', reads: [] };
+    if (!this.started || !this.port?.isOpen) return { outcome: 'link_down', reads: [] };
     return this.o.framing === 'chafon' ? this.chafonAntenna(antenna) : this.r2000Antenna(antenna);
   }
 
