@@ -170,6 +170,16 @@ export const CLOUD_ERRORS = {
     fix: 'use a coupon of this member that is issued, not expired, and valid for this store and these SKUs, or order without one',
     status: 409,
   },
+  CLOUD_ERR_VISION_PHOTO: {
+    message: 'enrolment photo refused: {reason}',
+    fix: "send the member's own photo (JPEG or PNG, base64) showing exactly one face, frontal, at least 48 px wide",
+    status: 400,
+  },
+  CLOUD_ERR_VISION_CONSENT: {
+    message: 'no separate face-recognition consent recorded for member {memberId}',
+    fix: 'record the consent (time and the notice text the member accepted) in the enrolment request; without it nothing is stored',
+    status: 400,
+  },
 } as const satisfies Catalogue;
 
 export type CloudErrorCode = keyof typeof CLOUD_ERRORS;

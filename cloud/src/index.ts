@@ -20,6 +20,7 @@ import { type Prices, startPrices } from './prices/index.ts';
 import { type ShadowsAndRollouts, startShadowsAndRollouts } from './fleet/shadows-wiring.ts';
 import { type Alerts, type AlertsConfig, startAlerts } from './fleet/alerts-service.ts';
 import { openStore, SqlCloudStore } from './store/index.ts';
+import { startVisionGallery, type VisionGallery } from './vision/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
 
 export { type BrokerIdentity, type EmbeddedBroker, startEmbeddedBroker } from './broker.ts';
@@ -61,6 +62,8 @@ export interface CloudApp {
   fleetShadows: ShadowsAndRollouts | undefined;
   /** Fleet alerts and webhooks (docs/fleet-alerts-dashboard.md); undefined on a non-SQL store. */
   alerts: Alerts | undefined;
+  /** Face gallery: enrolment, withdrawal/erasure to every edge (docs/vision.md); undefined on a non-SQL store. */
+  vision: VisionGallery | undefined;
   /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -182,6 +185,11 @@ export async function startCloud(
           })
         : undefined;
     if (vending) stops.push(() => vending.close());
+    // Face gallery (docs/vision.md): consenting members' embeddings, sealed per gateway.
+    const vision =
+      store instanceof SqlCloudStore
+        ? startVisionGallery({ store, dataDir: config.dataDir, sendCommand, now, logger })
+        : undefined;
     // Price book and ESL campaigns (docs/esl.md): also an ingest hook on the SQL store.
     const prices =
       store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
@@ -221,6 +229,7 @@ export async function startCloud(
           }
         : {}),
       ...(prices ? { prices: { book: prices.book } } : {}),
+      ...(vision ? { vision: { gallery: vision.gallery, masterKey: vision.masterKey } } : {}),
       ...(fleetShadows
         ? { fleetShadows: { shadows: fleetShadows.shadows, rollouts: fleetShadows.rollouts } }
         : {}),
@@ -265,6 +274,7 @@ export async function startCloud(
       metrics,
       sendCommand,
       prices,
+      vision: vision?.gallery,
       alerts,
       fleetShadows,
       idle: () => ingest.idle(),

@@ -11,6 +11,7 @@ import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
+import visionRoutes, { type VisionRoutesOptions } from '../vision/routes.ts';
 import shadowRoutes, { type ShadowRoutesOptions } from '../fleet/routes-shadows.ts';
 import rolloutRoutes, { type RolloutRoutesOptions } from '../fleet/routes-rollouts.ts';
 import provisioningRoutes, { type ProvisioningRoutesOptions } from '../fleet/routes-provisioning.ts';
@@ -25,6 +26,8 @@ export interface HttpOptions {
   vending?: VendingRoutesOptions;
   /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
   prices?: PricesRoutesOptions;
+  /** Face gallery (cloud/src/vision, docs/vision.md); omit for none. */
+  vision?: VisionRoutesOptions;
   /** Fleet shadows and staged rollouts (cloud/src/fleet/shadows*, rollouts*); omit for none. */
   fleetShadows?: ShadowRoutesOptions & RolloutRoutesOptions;
   /** Gateway provisioning and judged presence (cloud/src/fleet/provisioning*); omit for none. */
@@ -119,6 +122,7 @@ async function createApp(opts: HttpOptions) {
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
       if (opts.prices) await api.register(pricesRoutes, opts.prices);
+      if (opts.vision) await api.register(visionRoutes, opts.vision);
       if (opts.fleetShadows) await api.register(shadowRoutes, opts.fleetShadows);
       if (opts.fleetShadows) await api.register(rolloutRoutes, opts.fleetShadows);
       if (opts.provisioning) await api.register(provisioningRoutes, opts.provisioning);

@@ -608,6 +608,37 @@ CREATE TABLE coupon_deliveries (
 CREATE INDEX coupon_deliveries_due ON coupon_deliveries (state, next_at);
 `,
   },
+  {
+    // On-device vision gallery (cloud/src/vision, docs/vision.md): consenting members'
+    // sealed embeddings, per-gateway gallery versions, every upsert/removal sent.
+    version: 90,
+    name: 'vision gallery',
+    sql: `
+CREATE TABLE vision_members (
+  member_id    text PRIMARY KEY,
+  sealed       text NOT NULL,
+  sites        jsonb NOT NULL,
+  consent_at   bigint NOT NULL,
+  consent_text text NOT NULL,
+  enrolled_at  bigint NOT NULL
+);
+CREATE TABLE vision_gateway_gallery (
+  gateway text PRIMARY KEY,
+  version integer NOT NULL
+);
+CREATE TABLE vision_gallery_ops (
+  gateway    text NOT NULL,
+  version    integer NOT NULL,
+  member_id  text NOT NULL,
+  op         text NOT NULL,
+  reason     text,
+  command_id text,
+  created_at bigint NOT NULL,
+  PRIMARY KEY (gateway, version, member_id)
+);
+CREATE INDEX vision_gallery_ops_member ON vision_gallery_ops (member_id, op);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations

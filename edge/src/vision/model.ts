@@ -170,15 +170,6 @@ async function embedFaces(
 function alignedCrop(img: tf.Tensor4D, frame: RgbFrame, face: vision.FaceBox): tf.Tensor4D {
   const { cx, cy, size, roll } = vision.faceCrop(face);
   const n = vision.FACERES_INPUT;
-  if (Math.abs(roll) < (5 * Math.PI) / 180) {
-    const box = [
-      (cy - size / 2) / frame.height,
-      (cx - size / 2) / frame.width,
-      (cy + size / 2) / frame.height,
-      (cx + size / 2) / frame.width,
-    ];
-    return tf.image.cropAndResize(img, [box], [0], [n, n]);
-  }
   const outer = size * Math.SQRT2;
   const m = Math.round(n * Math.SQRT2);
   const box = [
@@ -188,7 +179,8 @@ function alignedCrop(img: tf.Tensor4D, frame: RgbFrame, face: vision.FaceBox): t
     (cx + outer / 2) / frame.width,
   ];
   const big = tf.image.cropAndResize(img, [box], [0], [m, m]);
-  const level = tf.image.rotateWithOffset(big, roll, 0);
+  // Same steps as the cloud's enrolment (cloud/src/vision/embedder.ts): level only past 5°.
+  const level = Math.abs(roll) < (5 * Math.PI) / 180 ? big : tf.image.rotateWithOffset(big, roll, 0);
   const inner = (1 - 1 / Math.SQRT2) / 2;
   return tf.image.cropAndResize(level, [[inner, inner, 1 - inner, 1 - inner]], [0], [n, n]);
 }
