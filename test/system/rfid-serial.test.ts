@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TagArrived, TagDeparted } from '../../edge/src/rfid/api.ts';
 import { type Framing, RfidDriver } from '../../edge/src/rfid/driver.ts';
+import type { RfidSimCounters } from '../../firmware-sim/src/rfid/index.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const SIM_BIN = join(import.meta.dirname, '../../firmware-sim/bin/storelink-rfid-sim.js');
@@ -148,7 +149,7 @@ for (const framing of ['r2000', 'chafon'] as const satisfies Framing[]) {
       expect(departed).toEqual([]);
       expect(arrived).toHaveLength(4);
       const status = await sim.send('status');
-      const c = status.counters as Record<string, number>;
+      const c = status.counters as unknown as RfidSimCounters;
       expect(c.missedReads).toBeGreaterThan(0);
       expect(c.noiseBursts + c.corruptedFrames).toBeGreaterThan(0);
       expect(Object.values(driver.counters.parseErrors).reduce((a, b) => a + b, 0)).toBeGreaterThan(0);
