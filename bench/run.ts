@@ -5,9 +5,10 @@
  */
 import { dispenseBench } from './dispense.ts';
 import { eslBench } from './esl.ts';
+import { fleetBench } from './fleet.ts';
 import { dispatch } from './lib.ts';
 import { rfidBench } from './rfid.ts';
 import { drain } from './scenarios/drain.ts';
 import { ingest } from './scenarios/ingest.ts';
 
-await dispatch('bench', [eslBench, dispenseBench, drain, ingest, rfidBench]);
+await dispatch('bench', [eslBench, dispenseBench, drain, ingest, fleetBench, rfidBench]);

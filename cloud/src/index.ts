@@ -104,14 +104,19 @@ export async function startCloud(
     mkdirSync(config.dataDir, { recursive: true });
     const store = await openStore(config.store);
     stops.push(() => store.close());
+    // Provisioning (docs/fleet-provisioning.md): revocation-aware credentials, the fleet CA.
+    const fleet = store instanceof SqlCloudStore ? new SqlProvisioning(store.sql) : undefined;
     for (const g of config.gateways) {
+      // [FLEET-ROTATE-3] a password rotated through the API is not reverted by the config seed.
+      if (await fleet?.passwordRotated(g.id)) {
+        logger.warn({ gateway: g.id }, 'config password ignored: the password was rotated through the API');
+        continue;
+      }
       await store.upsertGateway(
         { id: g.id, site: g.site, name: g.name ?? null, passwordHash: await hashPassword(g.password) },
         now(),
       );
     }
-    // Provisioning (docs/fleet-provisioning.md): revocation-aware credentials, the fleet CA.
-    const fleet = store instanceof SqlCloudStore ? new SqlProvisioning(store.sql) : undefined;
     const ca = await loadOrCreateCa(config.fleet.caDir, now());
     const key = loadOrCreateSigningKey(config.signing.privateKeyFile);
     if (key.generated)
