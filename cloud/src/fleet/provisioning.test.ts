@@ -312,3 +312,40 @@ function toPem(der: ArrayBuffer, label: string): string {
   const b64 = Buffer.from(der).toString('base64');
   return `-----BEGIN ${label}-----\n${b64.match(/.{1,64}/g)!.join('\n')}\n-----END ${label}-----\n`;
 }
+
+describe('config seed and rotation [FLEET-ROTATE-3]', () => {
+  it('a password rotated through the API survives a restart with the old password still in the config', async () => {
+    const dir = tempDir();
+    const config = {
+      dataDir: dir.dir,
+      http: { host: '127.0.0.1', port: 0 },
+      broker: { mode: 'embedded' as const, host: '127.0.0.1', port: 0 },
+      gateways: [{ id: 'gw-seed', site: 's1', password: 'seeded-password-1' }],
+    };
+    let c = await startCloud(config, { logger: silentLogger() });
+    try {
+      const r = await fetch(`${c.httpUrl}/api/v1/gateways/gw-seed/password`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
+      const { password } = (await r.json()) as { password: string };
+      await c.close();
+      c = await startCloud(config, { logger: silentLogger() });
+      const opts = { protocolVersion: 4 as const, reconnectPeriod: 0, username: 'gw-seed' };
+      await expect(
+        mqtt.connectAsync(
+          c.brokerUrl,
+          { ...opts, clientId: 'seed-old', password: 'seeded-password-1' },
+          false,
+        ),
+      ).rejects.toThrow(/Bad username or password/i);
+      const ok = await mqtt.connectAsync(c.brokerUrl, { ...opts, clientId: 'seed-new', password }, false);
+      expect(ok.connected).toBe(true);
+      await ok.endAsync(true);
+    } finally {
+      await c.close();
+      dir.remove();
+    }
+  }, 60_000);
+});

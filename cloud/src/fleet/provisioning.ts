@@ -114,6 +114,15 @@ export class SqlProvisioning {
     return row && { id: row.id, site: row.site, passwordHash: row.password_hash, revokedAt: row.revoked_at };
   }
 
+  /** True when the password was rotated through the API (the config seed then keeps out). */
+  async passwordRotated(id: string): Promise<boolean> {
+    const r = await this.sql.query<{ password_rotated_at: number | null }>(
+      'SELECT password_rotated_at FROM gateways WHERE id = $1',
+      [id],
+    );
+    return r.rows[0]?.password_rotated_at != null;
+  }
+
   /** The broker's certificate path: the record of a presented certificate [FLEET-CERT-1]. */
   async certificate(fingerprint: string): Promise<CertificateIdentity | undefined> {
     const r = await this.sql.query<{
