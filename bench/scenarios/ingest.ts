@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, sleep, waitForPort } from '../../test/helpers/ports.ts';
 import { Proc } from '../../test/helpers/proc.ts';
@@ -12,6 +13,7 @@ export interface IngestResult {
   power_msgs_s: number;
   ratio_process: number;
   ratio_power: number;
+  cpu_us_per_msg: Record<Mode, number>;
   devices: number;
   inflight: number;
   payloadBytes: number;
@@ -21,6 +23,20 @@ export interface IngestResult {
 }
 
 type Mode = 'raw' | 'process' | 'power';
+
+/** CPU time (user + system, all threads) a process has used so far, from /proc. */
+function cpuSeconds(pid: number | undefined): number {
+  if (!pid) return 0;
+  try {
+    // Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+    const rest = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(rest[11]) + Number(rest[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+/** USER_HZ: 100 on Linux (sysconf(_SC_CLK_TCK)); /proc reports clock ticks. */
+const CLOCK_TICKS = 100;
 
 /**
  * `bench ingest`: device QoS1 publishes (firmware-sim loadgen, `--devices` clients,
@@ -49,11 +65,12 @@ export const ingest: Scenario<IngestResult> = {
     const warmup = num(a.warmup, 2);
     const rounds = num(a.rounds, 1);
     const results: Record<Mode, number[]> = { raw: [], process: [], power: [] };
+    const cpu: Record<Mode, number[]> = { raw: [], process: [], power: [] };
     let peak = 0;
     try {
       for (let r = 0; r < rounds; r++) {
         for (const mode of ['raw', 'process', 'power'] as Mode[]) {
-          const { rate, rss } = await measure(mode, {
+          const { rate, cpuUsPerMsg, rss } = await measure(mode, {
             nDev,
             inflight,
             payloadBytes,
@@ -62,8 +79,11 @@ export const ingest: Scenario<IngestResult> = {
             round: r,
           });
           results[mode].push(rate);
+          cpu[mode].push(cpuUsPerMsg);
           peak = Math.max(peak, rss);
-          log(`round ${r + 1}/${rounds} ${mode}: ${rate.toFixed(0)} msgs/s`);
+          log(
+            `round ${r + 1}/${rounds} ${mode}: ${rate.toFixed(0)} msgs/s, ${cpuUsPerMsg.toFixed(1)} CPU µs/msg`,
+          );
         }
       }
     } finally {
@@ -82,6 +102,12 @@ export const ingest: Scenario<IngestResult> = {
       power_msgs_s: Math.round(power),
       ratio_process: round3(proc / raw),
       ratio_power: round3(power / raw),
+      // Broker-process CPU per PUBACK: less sensitive than msgs/s to other load on the machine.
+      cpu_us_per_msg: {
+        raw: round1(med(cpu.raw)),
+        process: round1(med(cpu.process)),
+        power: round1(med(cpu.power)),
+      },
       devices: nDev,
       inflight,
       payloadBytes,
@@ -93,11 +119,12 @@ export const ingest: Scenario<IngestResult> = {
 };
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
+const round1 = (x: number) => Math.round(x * 10) / 10;
 
 async function measure(
   mode: Mode,
   o: { nDev: number; inflight: number; payloadBytes: number; seconds: number; warmup: number; round: number },
-): Promise<{ rate: number; rss: number }> {
+): Promise<{ rate: number; cpuUsPerMsg: number; rss: number }> {
   const devices = makeDevices(o.nDev, 'telemetry', 'ing');
   let brokerUrl: string;
   let stack: Stack | undefined;
@@ -142,13 +169,19 @@ async function measure(
   try {
     await pubs.ready(30_000);
     await sleep(o.warmup * 1000);
+    const proc = stack?.edge ?? raw!;
     const a0 = pubs.ackedCount();
+    const c0 = cpuSeconds(proc.pid);
     const t0 = performance.now();
     await sleep(o.seconds * 1000);
     const a1 = pubs.ackedCount();
+    const c1 = cpuSeconds(proc.pid);
     const t1 = performance.now();
-    const proc = stack?.edge ?? raw!;
-    return { rate: (a1 - a0) / ((t1 - t0) / 1000), rss: mode === 'raw' ? 0 : proc.peakRssBytes };
+    return {
+      rate: (a1 - a0) / ((t1 - t0) / 1000),
+      cpuUsPerMsg: ((c1 - c0) * 1e6) / Math.max(1, a1 - a0),
+      rss: mode === 'raw' ? 0 : proc.peakRssBytes,
+    };
   } finally {
     await pubs.close();
     await stack?.close();

@@ -70,7 +70,13 @@ export function parseJsonPayload(
   if (size > limitBytes)
     return { ok: false, error: protoError('PROTO_ERR_OVERSIZE', { size, limit: limitBytes }) };
   try {
-    const text = typeof payload === 'string' ? payload : Buffer.from(payload).toString('utf8');
+    // Decode in place: Buffer.from(aBuffer) would copy every payload first.
+    const text =
+      typeof payload === 'string'
+        ? payload
+        : Buffer.isBuffer(payload)
+          ? payload.toString('utf8')
+          : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
     return { ok: true, value: JSON.parse(text) };
   } catch (e) {
     return { ok: false, error: protoError('PROTO_ERR_MALFORMED_JSON', { reason: (e as Error).message }) };
