@@ -9,6 +9,7 @@ import {
   resolveCloudConfig,
 } from './config.ts';
 import { loadOrCreateCa } from './fleet/ca.ts';
+import { collectPresenceGauge } from './fleet/presence.ts';
 import { SqlProvisioning } from './fleet/provisioning.ts';
 import { build } from './http/app.ts';
 import { IngestService } from './ingest/service.ts';
@@ -118,6 +119,19 @@ export async function startCloud(
       );
     }
     const ca = await loadOrCreateCa(config.fleet.caDir, now());
+    const presencePolicy = {
+      heartbeatTimeoutMs: config.fleet.heartbeatTimeoutMs,
+      stallAfterMs: config.fleet.stallAfterMs,
+    };
+    if (fleet) {
+      collectPresenceGauge(
+        metrics.fleetGateways,
+        () => fleet.presenceRows(),
+        presencePolicy,
+        now,
+        (e) => logger.warn({ err: (e as Error).message }, 'fleet presence gauge not updated'),
+      );
+    }
     const key = loadOrCreateSigningKey(config.signing.privateKeyFile);
     if (key.generated)
       logger.info({ file: config.signing.privateKeyFile }, 'generated a new command signing key');
@@ -244,10 +258,7 @@ export async function startCloud(
               repo: fleet,
               ca,
               disconnect: (id: string) => broker?.disconnectGateway(id) ?? 0,
-              presence: {
-                heartbeatTimeoutMs: config.fleet.heartbeatTimeoutMs,
-                stallAfterMs: config.fleet.stallAfterMs,
-              },
+              presence: presencePolicy,
               certValidityDays: config.fleet.certValidityDays,
               brokerUrl: broker ? broker.url : (config.broker as ExternalBrokerConfig).url,
               tlsUrl: broker?.tlsUrl,

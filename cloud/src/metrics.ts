@@ -143,6 +143,12 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Alert webhook deliveries waiting to be sent or retried',
       registers,
     }),
+    fleetGateways: new Gauge({
+      name: 'storelink_cloud_fleet_gateways',
+      help: 'Gateways by judged presence (unknown, online, stalled, offline, revoked), computed at scrape [PRESENCE-STALL-1]',
+      labelNames: ['state'] as const,
+      registers,
+    }),
   };
 }
 

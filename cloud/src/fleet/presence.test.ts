@@ -236,6 +236,9 @@ describe('presence over the real broker', () => {
     // Silence past the heartbeat timeout: stalled, not online, although no death came.
     skew += 36_000;
     expect(await presence()).toMatchObject({ state: 'stalled', reason: 'no_heartbeat' });
+    // The scrape-time gauge counts the fleet the same way.
+    expect(await metric('storelink_cloud_fleet_gateways', { state: 'stalled' })).toBe(1);
+    expect(await metric('storelink_cloud_fleet_gateways', { state: 'online' })).toBe(0);
     const listed = await fetch(`${cloud.httpUrl}/api/v1/fleet/presence?state=stalled`);
     expect(((await listed.json()) as { items: { gateway: string }[] }).items.map((g) => g.gateway)).toEqual([
       'gw-s',

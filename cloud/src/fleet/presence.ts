@@ -79,3 +79,37 @@ export function derivePresence(row: PresenceRow, policy: PresencePolicy, now: nu
   }
   return is('online');
 }
+
+export const PRESENCE_STATES: readonly FleetPresenceState[] = [
+  'unknown',
+  'online',
+  'stalled',
+  'offline',
+  'revoked',
+];
+
+/**
+ * Makes `gauge` (storelink_cloud_fleet_gateways{state}) count the fleet by judged presence
+ * at every scrape. A failed read keeps the previous figures (the scrape still succeeds).
+ */
+export function collectPresenceGauge(
+  gauge: { set(labels: { state: string }, value: number): void },
+  rows: () => Promise<PresenceRow[]>,
+  policy: PresencePolicy,
+  now: () => number,
+  onError: (e: unknown) => void,
+): void {
+  (gauge as unknown as { collect: () => Promise<void> }).collect = async () => {
+    try {
+      const t = now();
+      const counts = new Map<string, number>(PRESENCE_STATES.map((s) => [s, 0]));
+      for (const r of await rows()) {
+        const s = derivePresence(r, policy, t).state;
+        counts.set(s, (counts.get(s) ?? 0) + 1);
+      }
+      for (const [state, n] of counts) gauge.set({ state }, n);
+    } catch (e) {
+      onError(e);
+    }
+  };
+}
