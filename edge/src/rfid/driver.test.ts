@@ -173,6 +173,19 @@ for (const framing of ['chafon', 'r2000'] as const) {
       expect(r.departed).toHaveLength(0);
     });
 
+    it('[RFID-DEDUPE-1] a tag read by two antennas in one round is one tag, on the stronger antenna', async () => {
+      const r = await rig(framing);
+      r.sim.addTag(EPC(1), 2, 0x60);
+      r.sim.addEcho(EPC(1), 1, 0x30);
+      const round = await rounds(r, 1);
+      expect(r.driver.counters.reads).toBe(2);
+      expect([...round.tags.keys()]).toEqual([EPC(1)]);
+      expect(round.tags.get(EPC(1))?.antenna).toBe(2);
+      expect(r.arrived).toEqual([
+        { epc: EPC(1), antenna: 2, rssi: framing === 'r2000' ? 0x60 - 129 : 0x60, at: r.clock.t },
+      ]);
+    });
+
     it('[RFID-RETRY-1] antenna missing: retried, raised once, tags on it kept, cleared when it answers', async () => {
       const r = await rig(framing, { departRounds: 1, departMs: 0 });
       r.sim.addTag(EPC(1), 1);

@@ -71,6 +71,8 @@ export interface RfidReaderSimEvents {
 
 export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
   readonly tags = new Map<string, SimTag>();
+  /** A tag also heard, usually weaker, by a neighbouring antenna (overlapping fields). */
+  readonly echoes = new Map<string, SimTag>();
   readonly faultyAntennas = new Set<number>();
   readonly counters: RfidSimCounters = {
     commands: 0,
@@ -136,7 +138,13 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
   }
 
   removeTag(epc: string): boolean {
+    this.echoes.delete(epc);
     return this.tags.delete(epc);
+  }
+
+  /** The tag `epc` is also read on `antenna` (e.g. weaker, through an overlapping field). */
+  addEcho(epc: string, antenna: number, rssi: number): void {
+    this.echoes.set(epc, { epc, antenna, rssi });
   }
 
   setAntennaFault(antenna: number, faulty: boolean): void {
@@ -272,7 +280,7 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
   /** Tags on `antenna` that answer this round (each missed with `missRate`). */
   private readsOn(antenna: number): SimTag[] {
     const out: SimTag[] = [];
-    for (const t of this.tags.values()) {
+    for (const t of [...this.tags.values(), ...this.echoes.values()]) {
       if (t.antenna !== antenna) continue;
       if (this.rng() < this.missRate) {
         this.counters.missedReads++;
