@@ -216,7 +216,7 @@ export async function startCloud(
     // Shadows and rollouts (docs/fleet-shadows-rollouts.md): ingest hook + birth reconcile + engine tick.
     const fleetShadows =
       store instanceof SqlCloudStore
-        ? startShadowsAndRollouts({ store, sendCommand, now, logger })
+        ? startShadowsAndRollouts({ store, sendCommand, now, logger, metrics })
         : undefined;
     if (fleetShadows) {
       stops.push(() => fleetShadows.close());

@@ -143,6 +143,40 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Alert webhook deliveries waiting to be sent or retried',
       registers,
     }),
+    shadowChanges: new Counter({
+      name: 'storelink_cloud_shadow_changes_total',
+      help: 'Desired shadow versions made (each one shadow.delta command), by target (gateway, device)',
+      labelNames: ['target'] as const,
+      registers,
+    }),
+    shadowRefused: new Counter({
+      name: 'storelink_cloud_shadow_refused_total',
+      help: 'Shadow changes refused, by code (CLOUD_ERR_SHADOW_VERSION: made against a stale version)',
+      labelNames: ['code'] as const,
+      registers,
+    }),
+    shadowReports: new Counter({
+      name: 'storelink_cloud_shadow_reports_total',
+      help: 'Shadow outcomes from the edge, by status (applied, failed, refused)',
+      labelNames: ['status'] as const,
+      registers,
+    }),
+    shadowReissued: new Counter({
+      name: 'storelink_cloud_shadow_reissued_total',
+      help: 'Pending shadows sent again at a gateway birth because their command could not arrive [SHADOW-REDELIVER-1]',
+      registers,
+    }),
+    rolloutTargets: new Counter({
+      name: 'storelink_cloud_rollout_targets_total',
+      help: 'Rollout target outcomes, by outcome (succeeded, failed, rolled_back, rollback_failed)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    rolloutsHalted: new Counter({
+      name: 'storelink_cloud_rollouts_halted_total',
+      help: 'Rollouts halted at their error threshold [ROLLOUT-HALT-1]',
+      registers,
+    }),
     fleetGateways: new Gauge({
       name: 'storelink_cloud_fleet_gateways',
       help: 'Gateways by judged presence (unknown, online, stalled, offline, revoked), computed at scrape [PRESENCE-STALL-1]',

@@ -267,6 +267,23 @@ export async function startEdge(
     deviceOnline: (id) => presence.device(id).online,
     commands,
     deviceTimeoutMs: config.commandTimeoutMs,
+    count: (target, status) => metrics.shadowApplies.inc({ target, status }),
+  }).catch(failed);
+  shadowDeviceOnline = (device) => shadows.deviceOnline(device);
+
+  // Shadows (docs/fleet-shadows-rollouts.md): `shadow.delta` is a gateway command; device keys go to the device.
+  const shadows = await startShadows({
+    site: config.site,
+    gateway: config.gateway,
+    now,
+    kv,
+    logger,
+    append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+    publishToDevice: (topic, json) => broker!.publish(topic, json, 1),
+    knownDevice: (id) => auth.has(id),
+    deviceOnline: (id) => presence.device(id).online,
+    commands,
+    deviceTimeoutMs: config.commandTimeoutMs,
   }).catch(failed);
   shadowDeviceOnline = (device) => shadows.deviceOnline(device);
 

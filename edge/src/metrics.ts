@@ -20,6 +20,7 @@ export class EdgeMetrics {
   readonly commandResults: Counter<'status'>;
   readonly commandLatency: Histogram;
   readonly devicesOnline: Gauge;
+  readonly shadowApplies: Counter<'target' | 'status'>;
 
   constructor(sources: { outbox: () => Outbox | undefined; devicesOnline: () => number }) {
     const registers = [this.registry];
@@ -93,6 +94,12 @@ export class EdgeMetrics {
       collect() {
         this.set(sources.devicesOnline());
       },
+    });
+    this.shadowApplies = new Counter({
+      name: 'storelink_edge_shadow_applies_total',
+      help: 'shadow.delta versions handled, by target (gateway, device) and status (applied, failed, deferred, stale, refused)',
+      labelNames: ['target', 'status'],
+      registers,
     });
     // Outbox figures are read from the store at scrape time.
     const laneGauge = (

@@ -86,6 +86,9 @@ function startGatewayEdge(id: GwId): Promise<EdgeAgent> {
   );
 }
 
+const metric = (registry: { getSingleMetricAsString(name: string): Promise<string> }, name: string) =>
+  registry.getSingleMetricAsString(name);
+
 interface Shadow {
   desiredVersion: number;
   reportedVersion: number;
@@ -220,6 +223,9 @@ describe('shadows', () => {
     });
     expect(stale.status).toBe(409);
     expect(stale.body.code).toBe('CLOUD_ERR_SHADOW_VERSION');
+    expect(await metric(cloud.metrics.registry, 'storelink_cloud_shadow_refused_total')).toMatch(
+      /\{code="CLOUD_ERR_SHADOW_VERSION"\} 1\b/,
+    );
     expect((await api<Shadow>('/shadows/gw-b')).body.desiredVersion).toBe(1);
 
     // A copy of version 1 (as a late redelivery would be) after version 2 applied.
@@ -243,6 +249,9 @@ describe('shadows', () => {
     });
     expect(res.status).toBe('rejected');
     expect(res.code).toBe('EDGE_ERR_SHADOW_STALE');
+    expect(await metric(edges.get('gw-b')!.metrics.registry, 'storelink_edge_shadow_applies_total')).toMatch(
+      /\{target="gateway",status="stale"\} 1\b/,
+    );
     const after = (await api<Shadow>('/shadows/gw-b')).body;
     expect(after).toMatchObject({
       status: 'in_sync',
@@ -280,6 +289,7 @@ describe('rollouts', () => {
       return r.body.state === 'rolled_back' ? r.body : undefined;
     });
     expect(done.reason).toMatch(/halted: wave 0: 1 of 2 target\(s\) failed/);
+    expect(await metric(cloud.metrics.registry, 'storelink_cloud_rollouts_halted_total')).toMatch(/ 1\b/);
     const targets = (await api<Target[]>(`/rollouts/${created.body.id}/targets`)).body;
     const byDevice = Object.fromEntries(targets.map((t) => [t.device, t]));
     // fa-1 had installed 1.1.0 and went back to 1.0.0; fa-2 never left 1.0.0; wave 1 never started.

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { fleet, newId } from '@storelink/protocols';
 import type { Logger } from 'pino';
 import { cloudError } from '../errors.ts';
+import type { CloudMetrics } from '../metrics.ts';
 import type { Sql, SqlQueryable } from '../store/sql.ts';
 import type { ShadowDoc, ShadowOutcome, ShadowRecord, ShadowService } from './shadows.ts';
 
@@ -114,6 +115,7 @@ export interface RolloutServiceOptions {
   shadows: ShadowService;
   now: () => number;
   logger?: Logger;
+  metrics?: CloudMetrics;
 }
 
 interface RolloutRow {
@@ -417,6 +419,7 @@ export class RolloutService {
         // [ROLLOUT-HALT-1]
         const reason = `wave ${r.currentWave}: ${failed} of ${judged} target(s) failed (error threshold ${r.errorThreshold})`;
         this.log?.warn({ id, wave: r.currentWave, failed, judged }, `rollout halted: ${reason}`);
+        this.o.metrics?.rolloutsHalted.inc();
         if (r.autoRollback) return this.startRollback(r, `halted: ${reason}`);
         await this.setState(id, 'halted', reason);
         return;
@@ -577,6 +580,7 @@ export class RolloutService {
             now,
           ],
         );
+        this.o.metrics?.rolloutTargets.inc({ outcome: o.status === 'applied' ? 'succeeded' : 'failed' });
         touched = true;
       } else if (
         t.state === 'rolling_back' &&
@@ -599,6 +603,9 @@ export class RolloutService {
             now,
           ],
         );
+        this.o.metrics?.rolloutTargets.inc({
+          outcome: o.status === 'applied' ? 'rolled_back' : 'rollback_failed',
+        });
         touched = true;
       }
     }

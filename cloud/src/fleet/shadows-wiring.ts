@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import type { SendCommandInput } from '../commands/service.ts';
+import type { CloudMetrics } from '../metrics.ts';
 import type { SqlCloudStore } from '../store/sql-store.ts';
 import type { CommandRecord } from '../store/store.ts';
 import { RolloutService } from './rollouts.ts';
@@ -28,6 +29,7 @@ export function startShadowsAndRollouts(opts: {
   logger?: Logger;
   tickMs?: number;
   commandTtlMs?: number;
+  metrics?: CloudMetrics;
 }): ShadowsAndRollouts {
   const shadows = new ShadowService({
     sql: opts.store.sql,
@@ -36,12 +38,14 @@ export function startShadowsAndRollouts(opts: {
     now: opts.now,
     ...(opts.logger ? { logger: opts.logger } : {}),
     ...(opts.commandTtlMs !== undefined ? { commandTtlMs: opts.commandTtlMs } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   const rollouts = new RolloutService({
     sql: opts.store.sql,
     shadows,
     now: opts.now,
     ...(opts.logger ? { logger: opts.logger } : {}),
+    ...(opts.metrics ? { metrics: opts.metrics } : {}),
   });
   opts.store.onIngestEvents((tx, batch) => shadows.applyEvents(tx, batch.events));
   const tickMs = opts.tickMs ?? 2000;

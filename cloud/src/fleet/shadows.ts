@@ -2,6 +2,7 @@ import { type CommandResult, type EventEnvelope, fleet } from '@storelink/protoc
 import type { Logger } from 'pino';
 import type { SendCommandInput } from '../commands/service.ts';
 import { cloudError } from '../errors.ts';
+import type { CloudMetrics } from '../metrics.ts';
 import type { Sql, SqlQueryable } from '../store/sql.ts';
 import type { CommandRecord } from '../store/store.ts';
 
@@ -66,6 +67,7 @@ export interface ShadowServiceOptions {
   logger?: Logger;
   /** Lifetime of a shadow.delta command; the birth reconcile covers a longer absence. */
   commandTtlMs?: number;
+  metrics?: CloudMetrics;
 }
 
 const GW = '';
@@ -162,6 +164,17 @@ export class ShadowService {
    * crash in between leaves a pending shadow that the next birth re-issues.
    */
   async change(c: ShadowChange): Promise<ShadowRecord> {
+    try {
+      return await this.changeDesired(c);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code === 'CLOUD_ERR_SHADOW_VERSION' || code === 'CLOUD_ERR_BAD_REQUEST')
+        this.o.metrics?.shadowRefused.inc({ code });
+      throw e;
+    }
+  }
+
+  private async changeDesired(c: ShadowChange): Promise<ShadowRecord> {
     const device = devKey(c.device);
     const target = device ? `${c.gateway}/${device}` : c.gateway;
     checkPatch(c.patch, device !== GW, target);
@@ -199,6 +212,7 @@ export class ShadowService {
       return toRecord(r.rows[0]!);
     });
     if (!changed) return (await this.get(c.gateway, c.device))!;
+    this.o.metrics?.shadowChanges.inc({ target: device === GW ? 'gateway' : 'device' });
     this.log?.info(
       { gateway: c.gateway, device: c.device, version: changed.desiredVersion },
       'shadow desired changed',
@@ -256,6 +270,7 @@ export class ShadowService {
       await this.issue(s);
       n++;
     }
+    if (n > 0) this.o.metrics?.shadowReissued.inc(n);
     if (n > 0) this.log?.info({ gateway, shadows: n }, `re-issued ${n} pending shadow(s) at birth`);
     return n;
   }
@@ -300,6 +315,7 @@ export class ShadowService {
       ],
     );
     if (r.affected === 0) return;
+    this.o.metrics?.shadowReports.inc({ status: p.status });
     const outcome: ShadowOutcome = {
       gateway,
       device: device === GW ? null : device,
@@ -335,6 +351,7 @@ export class ShadowService {
       )
     ).rows[0];
     if (!row || keepPending) return;
+    this.o.metrics?.shadowReports.inc({ status: 'refused' });
     const outcome: ShadowOutcome = {
       gateway: row.gateway,
       device: row.device === GW ? null : row.device,

@@ -45,6 +45,11 @@ export interface ShadowAgentDeps {
   deviceTimeoutMs: number;
   /** How long a device gets to download, check and boot an image. */
   firmwareTimeoutMs?: number;
+  /** Counts each handled version (storelink_edge_shadow_applies_total). */
+  count?: (
+    target: 'gateway' | 'device',
+    status: 'applied' | 'failed' | 'deferred' | 'stale' | 'refused',
+  ) => void;
 }
 
 /** What the edge keeps per shadow target (kv `shadow!gateway`, `shadow!device!{id}`). */
@@ -96,8 +101,35 @@ export class ShadowAgent {
     const r = fleet.validateShadowDelta.check(cmd.payload);
     if (!r.ok) return Promise.reject(refuseCommand(r.error));
     const delta = r.value;
-    return this.serial(keyOf(delta.device), () => this.applyVersion(cmd.id, delta));
+    return this.tally(
+      delta.device,
+      this.serial(keyOf(delta.device), () => this.applyVersion(cmd.id, delta)),
+    );
   };
+
+  private tally<T>(device: string | undefined, p: Promise<T>): Promise<T> {
+    const target = device ? 'device' : 'gateway';
+    return p.then(
+      (r) => {
+        if (r === null) return r;
+        const deferred = (r as { deferred?: boolean } | undefined)?.deferred === true;
+        this.d.count?.(target, deferred ? 'deferred' : 'applied');
+        return r;
+      },
+      (e: unknown) => {
+        const code = (e as { code?: string }).code;
+        this.d.count?.(
+          target,
+          code === 'EDGE_ERR_SHADOW_STALE'
+            ? 'stale'
+            : code === 'EDGE_ERR_SHADOW_APPLY'
+              ? 'failed'
+              : 'refused',
+        );
+        throw e;
+      },
+    );
+  }
 
   /** One apply at a time per target: two versions arriving together are judged in order. */
   private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
@@ -117,19 +149,21 @@ export class ShadowAgent {
     if (this.closed) return;
     const t = setTimeout(() => {
       this.settleTimers.delete(t);
-      void this.serial(keyOf(device), async () => {
+      const run = this.serial(keyOf(device), async () => {
         const st = await this.state(device);
         const p = st.pending;
-        if (!p || p.version <= st.appliedVersion || this.closed || !this.d.deviceOnline(device)) return;
+        // null: nothing was waiting (not counted).
+        if (!p || p.version <= st.appliedVersion || this.closed || !this.d.deviceOnline(device)) return null;
         const target = `device ${device}`;
-        await this.applyDevice(
+        return this.applyDevice(
           p.commandId,
           { device, version: p.version, desired: p.desired },
           device,
           st,
           target,
         );
-      }).catch((e: unknown) => {
+      });
+      void this.tally(device, run).catch((e: unknown) => {
         this.d.logger.warn({ device, err: (e as Error).message }, 'deferred shadow not applied');
       });
     }, this.d.settleMs ?? 500);

@@ -2,7 +2,7 @@ import { fleet, type UnsequencedEvent } from '@storelink/protocols';
 import type { Logger } from 'pino';
 import type { CommandRouter } from '../commands/index.ts';
 import type { KvStore } from '../outbox/types.ts';
-import { type GatewayShadowKey, ShadowAgent } from './index.ts';
+import { type GatewayShadowKey, ShadowAgent, type ShadowAgentDeps } from './index.ts';
 
 export { type EdgeShadowState, type GatewayShadowKey, ShadowAgent } from './index.ts';
 
@@ -59,6 +59,8 @@ export interface StartShadowsOptions {
   commands: CommandRouter;
   deviceTimeoutMs: number;
   firmwareTimeoutMs?: number;
+  /** Counts handled versions (EdgeMetrics.shadowApplies). */
+  count?: ShadowAgentDeps['count'];
   /** Defaults to `gatewayShadowKeys(logger)`. */
   gatewayKeys?: Record<string, GatewayShadowKey>;
 }
@@ -84,6 +86,7 @@ export async function startShadows(o: StartShadowsOptions): Promise<ShadowAgent>
     gatewayKeys,
     deviceTimeoutMs: o.deviceTimeoutMs,
     ...(o.firmwareTimeoutMs !== undefined ? { firmwareTimeoutMs: o.firmwareTimeoutMs } : {}),
+    ...(o.count ? { count: o.count } : {}),
   });
   const st = await agent.state();
   for (const [k, v] of Object.entries(st.reported)) {
