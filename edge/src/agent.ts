@@ -23,6 +23,7 @@ import {
   type RfidStatus,
   startRfid,
 } from './rfid/agent-wiring.ts';
+import { startShadows } from './shadow/wiring.ts';
 import { Uplink, type UplinkStatus } from './uplink/index.ts';
 import {
   type OpenGpioLine,
@@ -31,7 +32,6 @@ import {
   startVending,
   type Vending,
   type VendingStatus,
-import { startShadows } from './shadow/wiring.ts';
 } from './vending/agent-wiring.ts';
 import { startVision, type VisionService, type VisionStatus } from './vision/index.ts';
 
@@ -183,6 +183,8 @@ export async function startEdge(
 
   // Presence events are appended in the order they happen.
   let presenceChain: Promise<unknown> = Promise.resolve();
+  // Set once the shadow agent exists: a device that connects gets its deferred shadow.
+  let shadowDeviceOnline: (device: string) => void = () => undefined;
   const appendEdgeEvent = (ev: UnsequencedEvent) => {
     presenceChain = presenceChain
       .then(() => outbox.append(ev))
@@ -193,6 +195,7 @@ export async function startEdge(
   };
   presence = new Presence(now, (kind, device, reason, clientId) => {
     logger.info({ device, clientId, reason }, `device ${kind}`);
+    if (kind === 'online') shadowDeviceOnline(device);
     appendEdgeEvent(
       edgeEvent(ctx, kind === 'online' ? 'device.online' : 'device.offline', device, {
         reason: reason as 'connected',
@@ -201,8 +204,6 @@ export async function startEdge(
     );
   });
 
-  // Set once the shadow agent exists: a device that connects gets its deferred shadow.
-  let shadowDeviceOnline: (device: string) => void = () => undefined;
   let broker: EdgeBroker | undefined;
   const reportToDevice: EdgeBroker['reportToDevice'] = (d, t, e) => broker?.reportToDevice(d, t, e);
   const ingest = new EventIngest({
@@ -213,7 +214,6 @@ export async function startEdge(
     metrics,
     logger,
     reportToDevice,
-    if (kind === 'online') shadowDeviceOnline(device);
     count: (d, what) => {
       presence.device(d)[what]++;
     },
@@ -233,6 +233,23 @@ export async function startEdge(
     sendToDevice: (topic, json) => broker!.publish(topic, json, 1),
     reportToDevice,
   });
+
+  // Shadows (docs/fleet-shadows-rollouts.md): `shadow.delta` is a gateway command; device keys go to the device.
+  const shadows = await startShadows({
+    site: config.site,
+    gateway: config.gateway,
+    now,
+    kv,
+    logger,
+    append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+    publishToDevice: (topic, json) => broker!.publish(topic, json, 1),
+    knownDevice: (id) => auth.has(id),
+    deviceOnline: (id) => presence.device(id).online,
+    commands,
+    deviceTimeoutMs: config.commandTimeoutMs,
+    count: (target, status) => metrics.shadowApplies.inc({ target, status }),
+  }).catch(failed);
+  shadowDeviceOnline = (device) => shadows.deviceOnline(device);
 
   // ESL (docs/esl.md): AP and display events go to the ESL manager, campaigns are gateway commands.
   const esl = new EslManager({
@@ -254,39 +271,6 @@ export async function startEdge(
 
   broker = await startEdgeBroker({
     host: config.broker.host,
-  // Shadows (docs/fleet-shadows-rollouts.md): `shadow.delta` is a gateway command; device keys go to the device.
-  const shadows = await startShadows({
-    site: config.site,
-    gateway: config.gateway,
-    now,
-    kv,
-    logger,
-    append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
-    publishToDevice: (topic, json) => broker!.publish(topic, json, 1),
-    knownDevice: (id) => auth.has(id),
-    deviceOnline: (id) => presence.device(id).online,
-    commands,
-    deviceTimeoutMs: config.commandTimeoutMs,
-    count: (target, status) => metrics.shadowApplies.inc({ target, status }),
-  }).catch(failed);
-  shadowDeviceOnline = (device) => shadows.deviceOnline(device);
-
-  // Shadows (docs/fleet-shadows-rollouts.md): `shadow.delta` is a gateway command; device keys go to the device.
-  const shadows = await startShadows({
-    site: config.site,
-    gateway: config.gateway,
-    now,
-    kv,
-    logger,
-    append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
-    publishToDevice: (topic, json) => broker!.publish(topic, json, 1),
-    knownDevice: (id) => auth.has(id),
-    deviceOnline: (id) => presence.device(id).online,
-    commands,
-    deviceTimeoutMs: config.commandTimeoutMs,
-  }).catch(failed);
-  shadowDeviceOnline = (device) => shadows.deviceOnline(device);
-
     port: config.broker.port,
     wsPort: config.broker.wsPort,
     auth,
@@ -492,6 +476,7 @@ export async function startEdge(
       presence.markAll('agent_restart');
       await broker!.close();
       await presenceChain;
+      shadows.close();
       await commands.close();
       await vending?.stop();
       await rfidReader?.stop();
@@ -521,4 +506,3 @@ export async function startEdge(
     close,
   };
 }
-      shadows.close();
