@@ -9,6 +9,17 @@ import { fleetBench } from './fleet.ts';
 import { dispatch } from './lib.ts';
 import { rfidBench } from './rfid.ts';
 import { drain } from './scenarios/drain.ts';
+import { shadowsBench } from './shadows.ts';
 import { ingest } from './scenarios/ingest.ts';
+import { visionBench } from './vision.ts';
 
-await dispatch('bench', [eslBench, dispenseBench, drain, ingest, fleetBench, rfidBench]);
+await dispatch('bench', [
+  eslBench,
+  dispenseBench,
+  drain,
+  ingest,
+  fleetBench,
+  rfidBench,
+  visionBench,
+  shadowsBench,
+]);

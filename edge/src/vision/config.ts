@@ -29,7 +29,7 @@ export const VisionConfigSchema = Type.Object(
         /** [VISION-CONSENT-1] off unless the site turns it on. */
         enabled: Type.Boolean({ default: false }),
         /** Cosine similarity needed to identify (docs/vision.md "Thresholds"). */
-        threshold: Type.Number({ minimum: 0, maximum: 1, default: 0.72 }),
+        threshold: Type.Number({ minimum: 0, maximum: 1, default: 0.7 }),
         /** Best must beat the runner-up by this much, or the match is ambiguous and dropped. */
         margin: Type.Number({ minimum: 0, maximum: 1, default: 0.05 }),
         /** The same member on the same camera is reported at most once per this period. */

@@ -145,6 +145,41 @@ describe('sealed gallery entries', () => {
   });
 });
 
+describe('gallery match [VISION-MATCH-1]', () => {
+  it('the two-stage match of a large gallery finds the planted member and reports the exact similarity', () => {
+    let seed = 42;
+    const rand = () => {
+      seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+      return seed / 2 ** 32 - 0.5;
+    };
+    const base = vision.l2normalize(Float32Array.from({ length: 1024 }, rand));
+    // 3000 members that all resemble one face (cosine ~0.6 with it), plus the target.
+    const rows: Array<[string, Float32Array]> = Array.from({ length: 3000 }, (_, i) => [
+      `m-${i}`,
+      vision.l2normalize(Float32Array.from(base, (b) => b + rand() * 0.07)),
+    ]);
+    const target = vision.l2normalize(Float32Array.from({ length: 1024 }, rand));
+    rows.push(['m-target', target]);
+    const g = new Gallery(new MemoryKv(), GW, KEY);
+    g.setRowsForBenchmark(rows);
+    const probe = vision.l2normalize(Float32Array.from(target, (t) => t + rand() * 0.04));
+    const fast = g.match(probe)!;
+    const exact = g.matchExact(probe)!;
+    expect(fast.memberId).toBe('m-target');
+    expect(fast.similarity).toBe(exact.similarity);
+    // `second` comes from the candidates only: never above the exact runner-up's
+    expect(fast.second).toBeLessThanOrEqual(exact.second);
+    // A probe resembling the whole crowd (nobody in particular): the coarse stage may pick
+    // another near-equal member, but never one materially less similar than the exact best,
+    // and such a match is ambiguous (tiny margin), which the service refuses anyway.
+    const crowd = vision.l2normalize(Float32Array.from(base, (b) => b + rand() * 0.07));
+    const c = g.match(crowd)!;
+    const e = g.matchExact(crowd)!;
+    expect(c.similarity).toBeGreaterThan(e.similarity - 0.03);
+    expect(e.similarity - e.second).toBeLessThan(0.05);
+  });
+});
+
 describe('zones', () => {
   it('a face outside every zone is not identified; no zones = whole frame', () => {
     const zones = [{ id: 'shelf-a', x: 0, y: 0, w: 0.5, h: 1 }];
