@@ -186,6 +186,25 @@ for (const framing of ['chafon', 'r2000'] as const) {
       ]);
     });
 
+    it('[RFID-RETRY-1] "no tag" answers: asked again while tags are expected there, never a fault', async () => {
+      const r = await rig(framing, { departRounds: 2, departMs: 0 });
+      r.sim.emptyAsNoTag = true;
+      r.sim.addTag(EPC(1), 1);
+      const first = await rounds(r, 1); // antenna 2 answers "no tag" once: nothing expected there
+      expect(first.complete).toBe(true);
+      expect(r.driver.counters.attempts.no_tag).toBe(1);
+      r.sim.missRate = 1; // antenna 1 now answers "no tag" although its tag is there
+      const missed = await rounds(r, 1);
+      expect(missed.complete).toBe(true);
+      expect(r.driver.counters.attempts.no_tag).toBe(1 + 3 + 1); // antenna 1: 1 + 2 retries; antenna 2: 1
+      expect(r.driver.present().has(EPC(1))).toBe(true); // one missed round (departRounds 2)
+      r.sim.removeTag(EPC(1));
+      await rounds(r, 1);
+      // Really gone: "no tag" is an answering antenna, so its rounds count as misses.
+      expect(r.departed.map((d) => d.epc)).toEqual([EPC(1)]);
+      expect(r.faults).toEqual([]);
+    });
+
     it('[RFID-RETRY-1] antenna missing: retried, raised once, tags on it kept, cleared when it answers', async () => {
       const r = await rig(framing, { departRounds: 1, departMs: 0 });
       r.sim.addTag(EPC(1), 1);

@@ -311,9 +311,17 @@ export class RfidDriver extends EventEmitter<RfidDriverEvents> implements RfidIn
       reads.push(...r.reads);
       outcome = r.outcome;
       this.counters.attempts[outcome] = (this.counters.attempts[outcome] ?? 0) + 1;
-      if (outcome === 'ok' || outcome === 'no_tag' || outcome === 'link_down') break;
+      if (outcome === 'ok' || outcome === 'link_down') break;
+      // "No tag" is an empty antenna, not a fault; it is asked again only while the
+      // presence view expects tags there (a reader that missed them gets another chance).
+      if (outcome === 'no_tag' && (reads.length > 0 || !this.expectsTagsOn(antenna))) break;
     }
-    return { outcome, reads };
+    return { outcome: outcome === 'no_tag' && reads.length > 0 ? 'ok' : outcome, reads };
+  }
+
+  private expectsTagsOn(antenna: AntennaId): boolean {
+    for (const t of this.tags.values()) if (t.antenna === antenna) return true;
+    return false;
   }
 
   private async attemptAntenna(antenna: AntennaId): Promise<AttemptResult> {

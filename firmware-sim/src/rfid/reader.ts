@@ -45,6 +45,11 @@ export interface RfidReaderSimOptions {
   silentRate?: number;
   /** Chafon: tags per reply frame before a 0x03 continuation. */
   tagsPerFrame?: number;
+  /**
+   * Answer an inventory that read nothing with the "no tag" code (Chafon status 0xFB, R2000
+   * 0x36) instead of an empty round, as some firmware does.
+   */
+  emptyAsNoTag?: boolean;
   /** Delay before answering a command (ms). */
   answerDelayMs?: number;
   reopenMs?: number;
@@ -91,8 +96,12 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
   noiseRate: number;
   crcErrorRate: number;
   silentRate: number;
+  emptyAsNoTag: boolean;
   private readonly o: Required<
-    Omit<RfidReaderSimOptions, 'binding' | 'missRate' | 'noiseRate' | 'crcErrorRate' | 'silentRate' | 'seed'>
+    Omit<
+      RfidReaderSimOptions,
+      'binding' | 'missRate' | 'noiseRate' | 'crcErrorRate' | 'silentRate' | 'seed' | 'emptyAsNoTag'
+    >
   >;
   private readonly binding: BindingInterface | undefined;
   private readonly rng: Rng;
@@ -123,6 +132,7 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
     this.noiseRate = opts.noiseRate ?? 0;
     this.crcErrorRate = opts.crcErrorRate ?? 0;
     this.silentRate = opts.silentRate ?? 0;
+    this.emptyAsNoTag = opts.emptyAsNoTag ?? false;
     this.parser =
       opts.framing === 'chafon'
         ? new chafon.ChafonParser({ from: 'host' })
@@ -311,6 +321,18 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
     this.counters.rounds++;
     const reads = this.readsOn(antenna);
     this.emit('round', { antenna, reads: reads.length, fault: false });
+    if (reads.length === 0 && this.emptyAsNoTag) {
+      return [
+        chafon.serialize({
+          dir: 'reader',
+          addr,
+          type: 'REPLY',
+          cmd: chafon.CMD.INVENTORY,
+          status: chafon.STATUS.NO_TAG,
+          data: '',
+        }),
+      ];
+    }
     const frames: Buffer[] = [];
     const per = Math.max(1, this.o.tagsPerFrame);
     let i = 0;
@@ -367,6 +389,9 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
           }),
         );
       }
+    }
+    if (total === 0 && this.emptyAsNoTag) {
+      return [r2000.serialize({ dir: 'reader', addr, type: 'RESULT', cmd, code: r2000.RESULT.NO_TAG })];
     }
     frames.push(
       r2000.serialize({
