@@ -30,6 +30,7 @@ const { values } = parseArgs({
     'tags-per-frame': { type: 'string', default: '4' },
     'baud-rate': { type: 'string' },
     churn: { type: 'string', default: '0' },
+    'empty-as-no-tag': { type: 'boolean', default: false },
   },
 });
 
@@ -54,6 +55,7 @@ const sim = new RfidReaderSim({
   crcErrorRate: Number(values['crc-error-rate']),
   silentRate: Number(values['silent-rate']),
   tagsPerFrame: Number(values['tags-per-frame']),
+  emptyAsNoTag: values['empty-as-no-tag'] === true,
   ...(values['baud-rate'] ? { baudRate: Number(values['baud-rate']) } : {}),
 });
 for (const spec of (values.tags ?? '').split(',').filter(Boolean)) {
