@@ -65,11 +65,11 @@ describe('fleet alerts over the real ingest path (PGlite)', () => {
     });
     receiver = await startWebhookReceiver({ secret: 'receiver-secret-0123456789', now: clock });
     await alerts.webhooks.create({ url: receiver.url, secret: 'receiver-secret-0123456789' });
-  });
+  }, 120_000); // PGlite start + every migration: slow on a loaded 2-core machine
   afterAll(async () => {
-    await alerts.close();
-    await receiver.close();
-    await store.close();
+    await alerts?.close();
+    await receiver?.close();
+    await store?.close();
   });
   beforeEach(() => {
     now += 60_000;

@@ -195,9 +195,16 @@ export class AlertEngine {
     await this.loadThresholds();
     const now = this.opts.now();
     const t = this.thresholds;
+    // A clear is a no-op unless that alert is active: skip it, so a sweep over a healthy
+    // fleet of thousands costs one query, not two per gateway.
+    const active = await this.opts.sql.query<{ kind: string; gateway: string }>(
+      `SELECT kind, gateway FROM fleet_alerts
+       WHERE state = 'active' AND kind IN ('gateway_offline', 'upload_backlog')`,
+    );
+    const activeKeys = new Set(active.rows.map((r) => `${r.kind}/${r.gateway}`));
     for (const g of await gateways()) {
       const obs = [offlineObservation(g, t, now), backlogObservation(g, t, now)].filter(
-        (o): o is Observation => o !== null,
+        (o): o is Observation => o !== null && (o.op !== 'clear' || activeKeys.has(`${o.kind}/${g.id}`)),
       );
       if (obs.length === 0) continue;
       await this.opts.sql.transaction(async (q) => {

@@ -4,7 +4,13 @@
 
 const POLL_MS = Math.max(250, Number(new URLSearchParams(location.search).get('poll')) || 2000);
 const API = '/api/v1';
-const state = { view: 'fleet', gateway: null, gateways: [], alerts: [], lastOk: 0 };
+const state = { view: 'fleet', gateway: null, gateways: [], alerts: [], judged: new Map(), lastOk: 0 };
+
+/** The store's presence state, refined by the cloud's judgement when offered (e.g. stalled). */
+function presenceOf(g) {
+  const j = state.judged.get(g.id);
+  return j ? (j.reason ? `${j.state} (${j.reason})` : j.state) : g.presence.state;
+}
 
 /** Optional panels of the gateway detail: shown when the route answers (other fleet parts). */
 const OPTIONAL_PANELS = [
@@ -105,7 +111,7 @@ function renderFleet() {
         { class: 'clickable', 'data-gateway': g.id, onclick: () => selectGateway(g.id) },
         h('td', {}, g.name ? `${g.id} (${g.name})` : g.id),
         h('td', {}, g.site),
-        h('td', { class: `state-${g.presence.state}` }, g.presence.state),
+        h('td', { class: `state-${g.presence.state}` }, presenceOf(g)),
         h('td', {}, ago(g.presence.lastSeen)),
         h('td', {}, hb ? `${hb.outbox.depth} events` : '—'),
         h('td', {}, hb && hb.outbox.depth > 0 ? fmtAge(hb.outbox.oldestAgeMs) : '—'),
@@ -317,10 +323,13 @@ async function renderCampaigns() {
 // ---------------- polling loop ----------------
 
 async function refresh() {
-  const [gws, alerts] = await Promise.all([
+  const [gws, alerts, judged] = await Promise.all([
     getJson(`${API}/gateways`),
     getJson(`${API}/alerts?state=active&limit=500`),
+    // Judged presence (online / stalled / offline / revoked) where the cloud offers it.
+    getJson(`${API}/fleet/presence`).catch(() => undefined),
   ]);
+  state.judged = new Map((judged?.items ?? []).map((p) => [p.gateway, p]));
   state.gateways = gws?.items ?? [];
   state.alerts = alerts?.items ?? [];
   const n = state.alerts.length;
