@@ -97,6 +97,25 @@ export const PaymentsConfigSchema = Type.Object(
         { additionalProperties: false },
       ),
     ),
+    /** The provider's merchant API (docs/vending.md "Provider adapter"); absent = no query/close/refund. */
+    provider: Type.Optional(
+      Type.Object(
+        {
+          /** Its name under `providers` (notifications) and on orders; default `wechat`. */
+          name: Type.String({ pattern: '^[a-z0-9_-]{1,32}$' }),
+          baseUrl: Type.String({ pattern: '^https?://' }),
+          mchid: NonEmpty,
+          algorithm: Enum(['hmac-sha256', 'ed25519'] as const),
+          /** HMAC secret, or the merchant's Ed25519 private key (PEM). */
+          merchantKey: NonEmpty,
+          merchantSerial: Type.Optional(NonEmpty),
+          /** Verifies the provider's answers; default: `providers.<name>.key`. */
+          providerKey: Type.Optional(NonEmpty),
+          timeoutMs: Type.Integer({ minimum: 100, maximum: 120_000 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     orderTtlMs: Ms,
     dispenseTtlMs: Ms,
     settleMarginMs: Ms,
@@ -179,6 +198,17 @@ export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | '
   STORELINK_CLOUD_COMMANDS_DEFAULT_TTL_MS: { path: 'commands.defaultTtlMs', type: 'int' },
   STORELINK_CLOUD_LOG_LEVEL: { path: 'log.level', type: 'string' },
   STORELINK_CLOUD_GATEWAYS: { path: 'gateways', type: 'json' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_NAME: { path: 'payments.provider.name', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_BASE_URL: { path: 'payments.provider.baseUrl', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_MCHID: { path: 'payments.provider.mchid', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_ALGORITHM: { path: 'payments.provider.algorithm', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_MERCHANT_KEY: { path: 'payments.provider.merchantKey', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_MERCHANT_SERIAL: {
+    path: 'payments.provider.merchantSerial',
+    type: 'string',
+  },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_KEY: { path: 'payments.provider.providerKey', type: 'string' },
+  STORELINK_CLOUD_PAYMENTS_PROVIDER_TIMEOUT_MS: { path: 'payments.provider.timeoutMs', type: 'int' },
 };
 
 const VARIANT_KEYS: Record<string, Record<string, readonly string[]>> = {
@@ -353,6 +383,14 @@ export function resolveCloudConfig(
       sweepIntervalMs: 5_000,
     }),
   };
+  // The provider API: defaults for name and timeout; it must be a configured provider.
+  const pay = candidate.payments as Record<string, unknown>;
+  if (isObj(pay) && isObj(pay.provider)) {
+    const name = typeof pay.provider.name === 'string' ? pay.provider.name : 'wechat';
+    const notify = isObj(pay.providers) ? pay.providers[name] : undefined;
+    const algorithm = isObj(notify) && notify.algorithm ? notify.algorithm : 'hmac-sha256';
+    pay.provider = { name, algorithm, timeoutMs: 10_000, ...pay.provider };
+  }
   // A TLS listener given (even only its port): defaults for the rest [FLEET-CERT-1].
   const brokerCand = candidate.broker as Record<string, unknown>;
   if (isObj(brokerCand) && brokerCand.mode === 'embedded' && isObj(brokerCand.tls)) {
@@ -379,6 +417,13 @@ export function resolveCloudConfig(
         formatErrors(check.errors!.map((e) => ({ ...e, instancePath: `/${name}${e.instancePath}` }))),
       );
     }
+  }
+  if (isObj(pay) && isObj(pay.provider) && isObj(pay.providers)) {
+    const name = String(pay.provider.name);
+    if (!isObj(pay.providers[name]))
+      errors.push(
+        `/payments/provider/name "${name}" is not under payments.providers (its notifications need a key there)`,
+      );
   }
   const ids = new Set<string>();
   if (Array.isArray(candidate.gateways)) {

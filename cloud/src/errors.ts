@@ -111,7 +111,8 @@ export const CLOUD_ERRORS = {
     status: 401,
   },
   CLOUD_ERR_SHADOW_VERSION: {
-    message: 'shadow {target} is at desired version {current}, the change was made against version {expected}',
+    message:
+      'shadow {target} is at desired version {current}, the change was made against version {expected}',
     fix: 'read the shadow again (GET /api/v1/shadows/...), merge your change into the current desired and send it with that version [SHADOW-VERSION-1]',
     status: 409,
   },
@@ -179,6 +180,36 @@ export const CLOUD_ERRORS = {
     message: 'no separate face-recognition consent recorded for member {memberId}',
     fix: 'record the consent (time and the notice text the member accepted) in the enrolment request; without it nothing is stored',
     status: 400,
+  },
+  CLOUD_ERR_PAYMENT_UNAVAILABLE: {
+    message: 'payment provider {provider} {op} failed: {reason}',
+    fix: 'the provider answered 5xx/429 or could not be reached; the sweeper retries later with the same numbers — check payments.provider.baseUrl and the provider status if it persists',
+    status: 502,
+  },
+  CLOUD_ERR_PAYMENT_TIMEOUT: {
+    message: 'payment provider {provider} {op} did not answer within {timeoutMs} ms',
+    fix: 'the call may or may not have taken effect; the sweeper retries with the same out_trade_no / out_refund_no (idempotent). Raise payments.provider.timeoutMs if the provider is slow',
+    status: 504,
+  },
+  CLOUD_ERR_PAYMENT_SIGNATURE: {
+    message: 'payment provider {provider} {op} answer refused: {reason}',
+    fix: 'the answer was not signed with the provider key (payments.provider.providerKey, else payments.providers.{provider}.key); check the key, its serial and the clock — the answer is ignored and the call retried',
+    status: 502,
+  },
+  CLOUD_ERR_PAYMENT_AUTH: {
+    message: 'payment provider {provider} refused our {op} request signature: {reason}',
+    fix: 'check payments.provider.mchid, merchantKey, algorithm and merchantSerial against the merchant account, and the clock',
+    status: 502,
+  },
+  CLOUD_ERR_PAYMENT_REJECTED: {
+    message: 'payment provider {provider} refused {op} ({status} {code}): {reason}',
+    fix: 'the provider named what is wrong with the request (amount, order number, state); the order is left as it was and retried with backoff',
+    status: 502,
+  },
+  CLOUD_ERR_PAYMENT_RESPONSE: {
+    message: 'payment provider {provider} {op} answer is malformed: {reason}',
+    fix: 'the provider API answered something other than the documented WeChat Pay v3 shape (docs/vending.md "Provider adapter"); check payments.provider.baseUrl',
+    status: 502,
   },
 } as const satisfies Catalogue;
 

@@ -17,6 +17,7 @@ import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
+import { providerHttpClient } from './payments/wechat-http.ts';
 import { type Prices, startPrices } from './prices/index.ts';
 import { type ShadowsAndRollouts, startShadowsAndRollouts } from './fleet/shadows-wiring.ts';
 import { type Alerts, type AlertsConfig, startAlerts } from './fleet/alerts-service.ts';
@@ -191,6 +192,8 @@ export async function startCloud(
       });
     });
     const sendCommand = (c: SendCommandInput) => commands.send(c);
+    // The provider's merchant API (docs/vending.md "Provider adapter"): query, close, refund, deduct.
+    const payClient = providerHttpClient(config.payments, now, metrics);
     // Vending orders/payments (docs/vending.md): needs the SQL store for its ingest hook.
     const vending =
       store instanceof SqlCloudStore
@@ -198,6 +201,7 @@ export async function startCloud(
             store,
             config: config.payments,
             sendCommand,
+            ...(payClient ? { clients: { [payClient.name]: payClient.client } } : {}),
             registry: metrics.registry,
             logger,
             now,

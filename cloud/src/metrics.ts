@@ -183,6 +183,19 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['state'] as const,
       registers,
     }),
+    paymentProviderRequests: new Counter({
+      name: 'storelink_cloud_payment_provider_requests_total',
+      help: 'Calls to the payment provider API, by provider, op (query, close, refund, deduct) and outcome (ok, processing, orderpaid, unavailable, timeout, bad_signature, auth, rejected, malformed)',
+      labelNames: ['provider', 'op', 'outcome'] as const,
+      registers,
+    }),
+    paymentProviderSeconds: new Histogram({
+      name: 'storelink_cloud_payment_provider_request_seconds',
+      help: 'Payment provider API call latency (seconds), by provider and op',
+      labelNames: ['provider', 'op'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
   };
 }
 
