@@ -23,7 +23,11 @@ export const FIRMWARE_UPDATE = 'firmware.update';
 export const FIRMWARE_KEY = 'firmware';
 
 export const ShadowKey = Type.String({ pattern: '^[A-Za-z][A-Za-z0-9_.-]{0,63}$' });
-export const ShadowDocSchema = Type.Record(ShadowKey, Type.Unknown(), { maxProperties: 128 });
+// additionalProperties: false, or a key that misses the pattern would pass unchecked.
+export const ShadowDocSchema = Type.Record(ShadowKey, Type.Unknown(), {
+  maxProperties: 128,
+  additionalProperties: false,
+});
 export type ShadowDoc = Static<typeof ShadowDocSchema>;
 
 export const FirmwareVersion = Type.String({ pattern: '^[0-9A-Za-z][0-9A-Za-z.+_-]{0,31}$' });

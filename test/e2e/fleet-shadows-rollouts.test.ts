@@ -227,6 +227,17 @@ describe('shadows', () => {
       /\{code="CLOUD_ERR_SHADOW_VERSION"\} 1\b/,
     );
     expect((await api<Shadow>('/shadows/gw-b')).body.desiredVersion).toBe(1);
+    // Malformed changes are refused with a code and spend no version.
+    for (const json of [
+      { desired: { '9lives': 1 }, version: 1 },
+      { desired: { logLevel: 'warn' } },
+      { desired: { logLevel: 'warn' }, version: 1, extra: true },
+    ]) {
+      const bad = await api<{ code: string }>('/shadows/gw-b', { method: 'PATCH', json });
+      expect(bad.status, JSON.stringify(json)).toBe(400);
+      expect(bad.body.code).toBe('CLOUD_ERR_BAD_REQUEST');
+    }
+    expect((await api<Shadow>('/shadows/gw-b')).body.desiredVersion).toBe(1);
 
     // A copy of version 1 (as a late redelivery would be) after version 2 applied.
     const v2 = await api<Shadow>('/shadows/gw-b', {
@@ -283,6 +294,11 @@ describe('rollouts', () => {
     });
     expect(created.status).toBe(201);
     expect(created.body.waveCounts.map((w) => w.total)).toEqual([2, 2]);
+    const unknownFw = await api<{ code: string }>('/rollouts', {
+      method: 'POST',
+      json: { kind: 'firmware', firmware: { version: '7.7.7' }, waves: [{}] },
+    });
+    expect([unknownFw.status, unknownFw.body.code]).toEqual([404, 'CLOUD_ERR_NOT_FOUND']);
 
     const done = await until('the rollout rolled back', async () => {
       const r = await api<Rollout>(`/rollouts/${created.body.id}`);

@@ -29,7 +29,11 @@ const CreateBody = Type.Object(
     kind: Enum(['config', 'firmware'] as const),
     scope: Type.Optional(Enum(['gateway', 'device'] as const)),
     config: Type.Optional(
-      Type.Record(fleet.ShadowKey, Type.Unknown(), { minProperties: 1, maxProperties: 128 }),
+      Type.Record(fleet.ShadowKey, Type.Unknown(), {
+        minProperties: 1,
+        maxProperties: 128,
+        additionalProperties: false,
+      }),
     ),
     firmware: Type.Optional(Type.Object({ version: fleet.FirmwareVersion }, { additionalProperties: false })),
     devices: Type.Optional(Type.Array(Id, { minItems: 1, maxItems: 100_000 })),

@@ -34,6 +34,7 @@ const ChangeBody = Type.Object(
   {
     desired: Type.Record(fleet.ShadowKey, Type.Unknown(), {
       maxProperties: 128,
+      additionalProperties: false,
       description: 'merge patch on desired: a key set to null is removed',
     }),
     version: Type.Integer({
