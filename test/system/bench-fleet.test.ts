@@ -20,6 +20,7 @@ it('100 gateways: connect, heartbeats, command round trips, nothing lost', async
   expect(r.connect_failed).toBe(0);
   expect(r.commands_lost).toBe(0);
   expect(r.heartbeats_dropped).toBe(0);
+  expect(r.heartbeats_rejected).toBe(0);
   expect(r.heartbeat_ingested_per_s).toBeGreaterThan(0);
   expect(r.command_p99_ms).toBeGreaterThan(0);
   expect(r.cloud_rss_mb).toBeGreaterThan(0);
