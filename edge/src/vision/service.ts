@@ -286,14 +286,15 @@ export function zoneOf(
   return z ? z.id : null;
 }
 
-function visionMetrics(registry: Registry, gallery: () => Gallery) {
+/** `storelink_edge_vision_*` on the agent's registry (scripts/ops-doc.ts may call it with no gallery). */
+export function visionMetrics(registry: Registry, gallery: () => Gallery | undefined = () => undefined) {
   const registers = [registry];
   new Gauge({
     name: 'storelink_edge_vision_gallery_size',
     help: 'members in the on-device face gallery',
     registers,
     collect() {
-      this.set(gallery().size);
+      this.set(gallery()?.size ?? 0);
     },
   });
   new Gauge({
@@ -301,7 +302,7 @@ function visionMetrics(registry: Registry, gallery: () => Gallery) {
     help: 'gallery version last applied (also in the heartbeat)',
     registers,
     collect() {
-      this.set(gallery().version);
+      this.set(gallery()?.version ?? 0);
     },
   });
   return {
