@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { Writable } from 'node:stream';
 import { eslDemoDevices, startEslDemo } from '../firmware-sim/src/esl/demo.ts';
 import { httpNotify, httpOrderApi, SimBuyer, SimPaymentProvider } from '../firmware-sim/src/payment/index.ts';
+import { type ProviderHttp, startProviderHttp } from '../firmware-sim/src/payment/provider-http.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 
@@ -51,6 +52,10 @@ interface VendingDemo {
   boardPty: string;
   slots: Array<{ item: number; priceCents: number; stock: number }>;
   providerKey: string;
+  /** The provider's merchant API (docs/vending.md "Provider adapter"); added to older files at start. */
+  mchid?: string;
+  merchantKey?: string;
+  providerPort?: number;
 }
 
 function findOnPath(bin: string): string | undefined {
@@ -108,6 +113,9 @@ async function ensureConfigs(): Promise<DemoConfigs> {
             { item: 12, priceCents: 500, stock: 500 },
           ],
           providerKey: secret(),
+          mchid: '1900000109',
+          merchantKey: secret(),
+          providerPort: await portOr(8091),
         }
       : undefined;
     const privateKeyFile = join(DATA, 'cloud', 'command-key.pem');
@@ -177,10 +185,17 @@ async function ensureConfigs(): Promise<DemoConfigs> {
     edgeHttp: `http://127.0.0.1:${edge.http.port}`,
     edgeMqtt: `mqtt://127.0.0.1:${edge.broker.port}`,
     eslAps: edge.devices.filter((d) => d.kind === 'esl-ap').map(({ id, password }) => ({ id, password })),
-    ...(existsSync(vendingFile) && findOnPath('socat')
-      ? { vending: readJson<VendingDemo>(vendingFile) }
-      : {}),
+    ...(existsSync(vendingFile) && findOnPath('socat') ? { vending: await providerApiOf(vendingFile) } : {}),
   };
+}
+
+/** The vending demo file, with the provider API's merchant id, key and port (added once to older files). */
+async function providerApiOf(file: string): Promise<VendingDemo> {
+  const v = readJson<VendingDemo>(file);
+  if (v.mchid && v.merchantKey && v.providerPort) return v;
+  const full = { ...v, mchid: '1900000109', merchantKey: secret(), providerPort: await portOr(8091) };
+  writeFileSync(file, JSON.stringify(full, null, 2) + '\n');
+  return full;
 }
 
 interface Proc {
@@ -193,16 +208,21 @@ const procs: Proc[] = [];
 const stopHooks: Array<() => Promise<void>> = [];
 let stopping = false;
 
-function launch(name: string, bin: string, config: string): Proc {
-  return launchArgv(name, process.execPath, [join(ROOT, bin), '--config', config]);
+function launch(name: string, bin: string, config: string, env: Record<string, string> = {}): Proc {
+  return launchArgv(name, process.execPath, [join(ROOT, bin), '--config', config], { env });
 }
 
-function launchArgv(name: string, command: string, argv: string[]): Proc {
+function launchArgv(
+  name: string,
+  command: string,
+  argv: string[],
+  opts: { env?: Record<string, string>; stdin?: boolean } = {},
+): Proc {
   const log = createWriteStream(join(LOG_DIR, `${name}.log`), { flags: 'a' });
   const child = spawn(command, argv, {
     cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: process.env,
+    stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...opts.env },
   });
   child.stdout!.pipe(log);
   child.stderr!.pipe(log);
@@ -266,17 +286,50 @@ async function startSerialLink(v: VendingDemo): Promise<void> {
   }
 }
 
-function startBoard(v: VendingDemo): void {
+/** The board process; its stdin takes fault commands (`fault jam`). */
+function startBoard(v: VendingDemo): Proc {
   const slots = v.slots.map((s) => `${s.item}:${s.priceCents}:${s.stock}`).join(',');
-  launchArgv('board', process.execPath, [
-    '--import',
-    'tsx',
-    join(ROOT, 'firmware-sim/src/vmc/main.ts'),
-    '--path',
-    v.boardPty,
-    '--slots',
-    slots,
-  ]);
+  return launchArgv(
+    'board',
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'firmware-sim/src/vmc/main.ts'), '--path', v.boardPty, '--slots', slots],
+    { stdin: true },
+  );
+}
+
+/**
+ * The simulated payment provider of the demo: it sends signed notifications to the cloud
+ * and serves its merchant API (query, close, refund) over HTTP on 127.0.0.1, which the
+ * cloud reaches through its HTTP adapter — configured by the STORELINK_CLOUD_PAYMENTS_PROVIDER_*
+ * variables handed to the cloud process (docs/vending.md "Provider adapter").
+ */
+async function startProvider(
+  cfg: DemoConfigs,
+  v: VendingDemo,
+): Promise<{ provider: SimPaymentProvider; http: ProviderHttp; cloudEnv: Record<string, string> }> {
+  const provider = new SimPaymentProvider({
+    algorithm: 'hmac-sha256',
+    key: v.providerKey,
+    now: Date.now,
+    deliver: httpNotify(cfg.cloudHttp),
+  });
+  const http = await startProviderHttp({
+    provider,
+    mchid: v.mchid!,
+    merchant: { algorithm: 'hmac-sha256', key: v.merchantKey! },
+    now: Date.now,
+    port: await portOr(v.providerPort!),
+  });
+  stopHooks.push(() => http.close());
+  return {
+    provider,
+    http,
+    cloudEnv: {
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_BASE_URL: http.url,
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_MCHID: v.mchid!,
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_MERCHANT_KEY: v.merchantKey!,
+    },
+  };
 }
 
 interface OrderRow {
@@ -287,9 +340,12 @@ interface OrderRow {
   failureReason?: string | null;
 }
 
-/** A buyer every 15 s: create the order (the machine's QR flow), pay, follow it to its end. */
+/**
+ * A buyer every 15 s: create the order (the machine's QR flow), pay, follow it to its end.
+ * The second of every four purchases jams the board (`fault jam`): the vend fails and the order must end
+ * `refunded` through the provider's refund API.
+ */
 class PurchaseFlow {
-  private readonly provider: SimPaymentProvider;
   private readonly buyer: SimBuyer;
   private current: { id: string; slot: number; amountCents: number; paidAt: number } | undefined;
   private lastAt = 0;
@@ -300,13 +356,9 @@ class PurchaseFlow {
   constructor(
     private readonly cfg: DemoConfigs,
     private readonly v: VendingDemo,
+    private readonly provider: SimPaymentProvider,
+    private readonly board: Proc | undefined,
   ) {
-    this.provider = new SimPaymentProvider({
-      algorithm: 'hmac-sha256',
-      key: v.providerKey,
-      now: Date.now,
-      deliver: httpNotify(cfg.cloudHttp),
-    });
     this.buyer = new SimBuyer(httpOrderApi(cfg.cloudHttp), this.provider);
   }
 
@@ -314,21 +366,28 @@ class PurchaseFlow {
     await this.provider.tick(now).catch(() => undefined);
     if (this.current) {
       const order = await getJson<OrderRow>(`${this.cfg.cloudHttp}/api/v1/orders/${this.current.id}`);
-      if (order && ['dispensed', 'refunded', 'failed', 'refunding'].includes(order.state)) {
-        const took = now - this.current.paidAt;
+      const took = now - this.current.paidAt;
+      // A refund goes through the provider's refund API (sweeper, every few seconds); give
+      // it two minutes before showing it as still pending.
+      const settled = order && ['dispensed', 'refunded'].includes(order.state);
+      const gaveUp = order?.state === 'refunding' && took > 120_000;
+      if (order && (settled || gaveUp)) {
         if (order.state === 'dispensed') this.totals.dispensed++;
-        if (order.state === 'refunded' || order.state === 'refunding') this.totals.refunded++;
+        if (order.state === 'refunded') this.totals.refunded++;
         const why = order.failureReason ? ` (${order.failureReason})` : '';
         this.line = `order ${order.id.slice(-6)} slot ${order.slot} ¥${(order.amountCents / 100).toFixed(2)} paid → ${order.state}${why} in ${took} ms`;
-        // `refunding` ends the demo buyer's wait: the refund itself needs the provider's
-        // refund API, which only a real provider adapter gives the cloud (docs/vending.md).
         this.current = undefined;
+      } else if (order?.state === 'refunding') {
+        this.line = `order ${order.id.slice(-6)} slot ${order.slot} not dispensed (${order.failureReason ?? '?'}), refunding…`;
       }
       return;
     }
     if (now - this.lastAt < 15_000) return;
     this.lastAt = now;
-    const slot = this.v.slots[this.n++ % this.v.slots.length]!;
+    const slot = this.v.slots[this.n % this.v.slots.length]!;
+    this.n++;
+    // The second of every four buyers meets a jammed coil: the motor turns, nothing drops.
+    if (this.n % 4 === 2) this.board?.child.stdin?.write('fault jam\n');
     try {
       const { order } = await this.buyer.buy({
         gateway: GATEWAY,
@@ -432,14 +491,19 @@ interface Sample {
   acked: number;
 }
 
-async function summaryLoop(cfg: DemoConfigs, durationMs: number | undefined): Promise<void> {
+async function summaryLoop(
+  cfg: DemoConfigs,
+  durationMs: number | undefined,
+  vending: { provider: SimPaymentProvider; board: Proc | undefined } | undefined,
+): Promise<void> {
   const startedAt = Date.now();
   let prev: Sample | undefined;
   let lastCommand: { id: string; sentAt: number } | undefined;
   let lastRoundTrip = '—';
   let lastPing = 0;
   const tty = process.stdout.isTTY && !args.plain;
-  const purchases = cfg.vending ? new PurchaseFlow(cfg, cfg.vending) : undefined;
+  const purchases =
+    cfg.vending && vending ? new PurchaseFlow(cfg, cfg.vending, vending.provider, vending.board) : undefined;
   const prices = cfg.eslAps.length > 0 ? new PriceCampaignDemo(cfg) : undefined;
   prices?.start();
   stopHooks.push(async () => prices?.stop());
@@ -516,15 +580,17 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown(0));
   const cfg = await ensureConfigs();
   console.log(`data and configs in ${DATA}`);
-  launch('cloud', 'cloud/bin/storelink-cloud.js', cfg.cloud);
+  // The provider listens first: the cloud is configured with its API address.
+  const pay = cfg.vending ? await startProvider(cfg, cfg.vending) : undefined;
+  launch('cloud', 'cloud/bin/storelink-cloud.js', cfg.cloud, pay?.cloudEnv);
   await waitReady('cloud', cfg.cloudHttp);
   if (cfg.vending) await startSerialLink(cfg.vending);
   launch('edge', 'edge/bin/storelink-edge.js', cfg.edge);
   await waitReady('edge', cfg.edgeHttp);
   launch('sim', 'firmware-sim/bin/storelink-sim.js', cfg.sim);
-  if (cfg.vending) startBoard(cfg.vending);
+  const board = cfg.vending ? startBoard(cfg.vending) : undefined;
   const duration = args.duration ? Number(args.duration) * 1000 : undefined;
-  await summaryLoop(cfg, duration);
+  await summaryLoop(cfg, duration, pay ? { provider: pay.provider, board } : undefined);
   await shutdown(0);
 }
 
