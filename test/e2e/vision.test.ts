@@ -17,6 +17,8 @@ import mqtt from 'mqtt';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { MemoryMembersRepo } from '../../cloud/src/members/memory-repo.ts';
+import { MembersService } from '../../cloud/src/members/service.ts';
 import { faceCell, SimCamera, sceneWithFaces } from '../../firmware-sim/src/camera/index.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -223,6 +225,38 @@ describe('vision end to end', () => {
     await show(alice, 2);
     await drained();
     expect((await recognized()).length).toBe(count);
+
+    // 5b. Erasure through the members service (issue 7): its erasure hook removes the face everywhere.
+    const members = new MembersService({ repo: new MemoryMembersRepo(), now: Date.now });
+    cloud.vision!.subscribeErasures(members);
+    const link = await members.link(
+      { type: 'phone', value: '+8613912345678' },
+      { type: 'face_id', value: 'f-bob' },
+      { source: 'e2e', evidence: {} },
+    );
+    const bob = link.memberA;
+    const bobPhoto = await sharp(await faceCell(0, 2, 240))
+      .jpeg()
+      .toBuffer();
+    const enrolBob = await api('POST', `/vision/members/${bob}/face`, {
+      photo: bobPhoto.toString('base64'),
+      sites: [SITE],
+      consent: { separate: true, at: Date.now(), text: 'I agree to face recognition in this store.' },
+    });
+    expect(enrolBob.status).toBe(201);
+    await until('bob on the edge', () => v.status().gallerySize === 1);
+    await members.erase(bob);
+    await until('bob erased on the edge', () => v.status().gallerySize === 0);
+    const bobRemoval = await until('bob erasure confirmed', async () => {
+      const r = await api<{ removals: Array<{ confirmed: boolean; heartbeatConfirmed: boolean }> }>(
+        'GET',
+        `/vision/members/${bob}/face/removal`,
+      );
+      return r.body.removals[0]?.confirmed && r.body.removals[0].heartbeatConfirmed
+        ? r.body.removals
+        : undefined;
+    });
+    expect(bobRemoval).toHaveLength(1);
 
     // 6. Burst: frames arriving faster than inference are dropped as stale, counted, never queued.
     const dropped = v.status().frames.dropped;
