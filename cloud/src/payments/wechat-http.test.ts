@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { SimAgreementProvider } from '../../../firmware-sim/src/payment/agreement.ts';
 import { SimPaymentProvider } from '../../../firmware-sim/src/payment/provider.ts';
 import { type ProviderHttp, startProviderHttp } from '../../../firmware-sim/src/payment/provider-http.ts';
+import { applyEnv, resolveCloudConfig } from '../config.ts';
 import { type CloudMetrics, createCloudMetrics } from '../metrics.ts';
 import { providerHttpClient, WechatPayHttpClient, type WechatHttpOptions } from './wechat-http.ts';
 
@@ -256,5 +257,44 @@ describe('WeChat Pay v3 HTTP adapter against the simulated provider', () => {
     } finally {
       await h2.close();
     }
+  });
+});
+
+describe('payments.provider config', () => {
+  const base = { payments: { providers: { wechat: { algorithm: 'ed25519', key: 'PEM' } } } };
+
+  it('STORELINK_CLOUD_PAYMENTS_PROVIDER_* fill payments.provider; name, algorithm and timeout default', () => {
+    const raw = applyEnv(base, {
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_BASE_URL: 'https://api.mch.example',
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_MCHID: MCHID,
+      STORELINK_CLOUD_PAYMENTS_PROVIDER_MERCHANT_KEY: 'k',
+    });
+    const cfg = resolveCloudConfig(raw);
+    expect(cfg.payments.provider).toEqual({
+      name: 'wechat',
+      algorithm: 'ed25519',
+      timeoutMs: 10_000,
+      baseUrl: 'https://api.mch.example',
+      mchid: MCHID,
+      merchantKey: 'k',
+    });
+    expect(resolveCloudConfig(cfg)).toEqual(cfg);
+    expect(resolveCloudConfig(base).payments.provider).toBeUndefined();
+  });
+
+  it('refuses a provider that has no notification key, a bad URL and a non-integer timeout', () => {
+    const provider = { baseUrl: 'https://x', mchid: 'M', merchantKey: 'k' };
+    expect(() => resolveCloudConfig({ payments: { provider } })).toThrow(
+      /payments\/provider\/name "wechat" is not under payments.providers/,
+    );
+    expect(() =>
+      resolveCloudConfig({
+        ...base,
+        payments: { ...base.payments, provider: { ...provider, baseUrl: 'ftp://x' } },
+      } as never),
+    ).toThrow(/CLOUD_ERR_CONFIG|baseUrl/);
+    expect(() => applyEnv(base, { STORELINK_CLOUD_PAYMENTS_PROVIDER_TIMEOUT_MS: 'soon' })).toThrow(
+      /must be an integer/,
+    );
   });
 });
