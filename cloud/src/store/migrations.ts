@@ -639,6 +639,12 @@ CREATE TABLE vision_gallery_ops (
 CREATE INDEX vision_gallery_ops_member ON vision_gallery_ops (member_id, op);
 `,
   },
+  {
+    // Rollback waits for a target's own answer when its previous value is unknown (rollouts.ts).
+    version: 65,
+    name: 'fleet rollout targets answered',
+    sql: `ALTER TABLE fleet_rollout_targets ADD COLUMN answered boolean NOT NULL DEFAULT false;`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations
