@@ -23,7 +23,7 @@ type Yaml = string | null | Yaml[] | { [k: string]: Yaml };
 type YamlMap = { [k: string]: Yaml };
 
 /** Reads the block-style YAML subset used in docker/ (maps, lists, scalars, inline JSON arrays). */
-export function parseYaml(text: string): Yaml {
+function parseYaml(text: string): Yaml {
   const lines: { indent: number; text: string; no: number }[] = [];
   text.split('\n').forEach((raw, no) => {
     if (raw.includes('\t')) throw new Error(`line ${no + 1}: tab in indentation`);
