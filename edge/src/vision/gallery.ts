@@ -130,15 +130,18 @@ export class Gallery {
     const top = new TopK(CANDIDATES);
     for (let i = 0; i < n; i++) {
       const o = i * SKETCH_DIM;
-      let s = 0;
+      // four independent sums: no single dependency chain through the loop
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
       for (let j = 0; j < SKETCH_DIM; j += 4) {
-        s +=
-          coarse[o + j]! * qs[j]! +
-          coarse[o + j + 1]! * qs[j + 1]! +
-          coarse[o + j + 2]! * qs[j + 2]! +
-          coarse[o + j + 3]! * qs[j + 3]!;
+        s0 += coarse[o + j]! * qs[j]!;
+        s1 += coarse[o + j + 1]! * qs[j + 1]!;
+        s2 += coarse[o + j + 2]! * qs[j + 2]!;
+        s3 += coarse[o + j + 3]! * qs[j + 3]!;
       }
-      top.offer(i, s);
+      top.offer(i, s0 + s1 + s2 + s3);
     }
     return this.result(this.exact(q, top.indices()));
   }
