@@ -146,6 +146,8 @@ interface TargetRow {
   rollback_version: number | null;
   code: string | null;
   message: string | null;
+  /** The target answered the rollout's version (applied or failed). */
+  answered: boolean;
   updated_at: number;
 }
 
@@ -408,7 +410,10 @@ export class RolloutService {
   private async advance(id: string): Promise<void> {
     for (;;) {
       const r = await this.mustGet(id);
-      if (r.state === 'rolling_back') return this.finishRollback(r);
+      if (r.state === 'rolling_back') {
+        await this.rollbackAnswered(r);
+        return this.finishRollback((await this.get(id))!);
+      }
       if (r.state !== 'running') return;
       await this.sendPending(r);
       const w = (await this.get(id))!.waveCounts[r.currentWave]!;
@@ -491,15 +496,37 @@ export class RolloutService {
     await this.finishRollback((await this.get(r.id))!);
   }
 
+  /** Targets that were waiting for their own answer before being rolled back, and now have it. */
+  private async rollbackAnswered(r: RolloutRecord): Promise<void> {
+    const ready = await this.o.sql.query<TargetRow>(
+      `SELECT * FROM fleet_rollout_targets
+       WHERE rollout_id = $1 AND state = 'rolling_back' AND rollback_version IS NULL AND answered`,
+      [r.id],
+    );
+    for (const t of ready.rows) await this.rollbackTarget(r, t);
+  }
+
   /** Puts one target's previous values back as a new desired version [ROLLOUT-BACK-1]. */
   private async rollbackTarget(r: RolloutRecord, t: TargetRow): Promise<void> {
     const device = t.device === GW ? null : t.device;
     const previous = t.previous ?? {};
+    const unknown = Object.keys(r.change).filter((k) => previous[k] === undefined || previous[k] === null);
+    if (unknown.length > 0 && !t.answered && t.state === 'sent') {
+      // Sent, not answered, and the cloud never saw what it had: its own answer will say
+      // (the edge reports `previous`); until then the target waits in rolling_back.
+      await this.o.sql.query(
+        `UPDATE fleet_rollout_targets SET state = 'rolling_back', rollback_version = NULL, updated_at = $4
+         WHERE rollout_id = $1 AND gateway = $2 AND device = $3`,
+        [r.id, t.gateway, t.device, this.o.now()],
+      );
+      return;
+    }
+    const failed = t.state === 'failed' || t.code !== null;
     let patch: ShadowDoc;
     if (r.kind === 'firmware') {
       const prev = (previous[fleet.FIRMWARE_KEY] as { version?: string } | null | undefined)?.version;
       const image = prev ? await this.firmware(prev) : undefined;
-      if (!prev && t.state === 'failed') {
+      if (!prev && failed) {
         // Never installed and its running version unknown: stop managing firmware there.
         patch = { [fleet.FIRMWARE_KEY]: null };
       } else if (!image) {
@@ -558,7 +585,8 @@ export class RolloutService {
     const now = this.o.now();
     let touched = false;
     for (const t of rows.rows) {
-      if (t.state === 'sent' && t.version !== null && t.version <= o.version) {
+      const waiting = t.state === 'rolling_back' && t.rollback_version === null && !t.answered;
+      if ((t.state === 'sent' || waiting) && t.version !== null && t.version <= o.version) {
         // What the changed keys were: the edge's `previous`, else what it reports now
         // for a key it did not change (a reverted firmware runs the previous image).
         const previous: ShadowDoc = { ...(t.previous ?? {}) };
@@ -567,13 +595,14 @@ export class RolloutService {
           else if (o.status === 'failed' && k in o.reported) previous[k] = o.reported[k];
         }
         await tx.query(
-          `UPDATE fleet_rollout_targets SET state = $4, previous = $5, code = $6, message = $7, updated_at = $8
+          `UPDATE fleet_rollout_targets SET state = $4, previous = $5, code = $6, message = $7, updated_at = $8,
+             answered = true
            WHERE rollout_id = $1 AND gateway = $2 AND device = $3`,
           [
             t.rollout_id,
             t.gateway,
             t.device,
-            o.status === 'applied' ? 'succeeded' : 'failed',
+            waiting ? 'rolling_back' : o.status === 'applied' ? 'succeeded' : 'failed',
             JSON.stringify(previous),
             o.code ?? null,
             o.message?.slice(0, 1024) ?? null,

@@ -306,6 +306,49 @@ describe('rollouts', () => {
     expect(t3).toMatchObject({ state: 'rolled_back', code: 'EDGE_ERR_SHADOW_APPLY' });
   });
 
+  it('a target still unanswered at the halt is rolled back to what its own answer says it had', async () => {
+    const r = await rollouts.create({
+      kind: 'config',
+      config: { maxTempC: 5 },
+      waves: [{ gateways: ['gw-6', 'gw-7'] }],
+      errorThreshold: 0.5,
+    });
+    const v7 = (await shadows.get('gw-7'))!.desiredVersion;
+    const v6 = (await shadows.get('gw-6'))!.desiredVersion;
+    await report({
+      gateway: 'gw-6',
+      version: v6,
+      status: 'failed',
+      reported: {},
+      previous: {},
+      applied: [],
+      code: 'EDGE_ERR_SHADOW_KEY',
+    });
+    await rollouts.step(r.id);
+    // gw-6 failed: maxTempC leaves its desired. gw-7 has not answered and the cloud never
+    // saw a maxTempC there: it waits for its own answer.
+    expect((await shadows.get('gw-6'))!.desired).not.toHaveProperty('maxTempC');
+    let t7 = (await rollouts.targets(r.id)).find((t) => t.gateway === 'gw-7')!;
+    expect(t7).toMatchObject({ state: 'rolling_back', rollbackVersion: null });
+    expect((await rollouts.get(r.id))!.state).toBe('rolling_back');
+
+    await report({
+      gateway: 'gw-7',
+      version: v7,
+      status: 'applied',
+      reported: { maxTempC: 5 },
+      previous: { maxTempC: 3 },
+      applied: ['maxTempC'],
+    });
+    await rollouts.step(r.id);
+    expect(lastDelta('gw-7')!.desired.maxTempC).toBe(3);
+    t7 = (await rollouts.targets(r.id)).find((t) => t.gateway === 'gw-7')!;
+    expect(t7).toMatchObject({ state: 'rolling_back', previous: { maxTempC: 3 }, rollbackVersion: v7 + 1 });
+    await applyAll(['gw-6', 'gw-7']);
+    await rollouts.step(r.id);
+    expect((await rollouts.get(r.id))!).toMatchObject({ state: 'rolled_back', counts: { rolled_back: 2 } });
+  });
+
   it('without auto rollback a halted rollout can be resumed, its failures skipped', async () => {
     const r = await rollouts.create({
       kind: 'config',
