@@ -3,6 +3,13 @@ import { readFileSync } from 'node:fs';
 import { type Lane, LANES, loadPublicKey, type UnsequencedEvent } from '@storelink/protocols';
 import { type Logger, pino } from 'pino';
 import { DeviceAuth } from './broker/auth.ts';
+import {
+  type Cabinet,
+  type CabinetStatus,
+  type OpenCabinetLine,
+  startCabinet,
+} from './cabinet/agent-wiring.ts';
+import type { InventoryProvider } from './cabinet/inventory.ts';
 import { type EdgeBroker, startEdgeBroker } from './broker/index.ts';
 import { Presence } from './broker/presence.ts';
 import { CommandRouter } from './commands/index.ts';
@@ -16,6 +23,7 @@ import { EventIngest } from './ingest/event.ts';
 import { EdgeMetrics } from './metrics.ts';
 import { openEdgeStore, type StoreHealth } from './outbox/index.ts';
 import type { EdgeStore, OutboxStats } from './outbox/types.ts';
+import type { RfidInventory } from './rfid/api.ts';
 import {
   registerRfidMetrics,
   type Rfid,
@@ -53,6 +61,12 @@ export interface StartEdgeOptions {
   openGpioLine?: OpenGpioLine;
   /** Serial binding for the RFID reader port (tests: @serialport/binding-mock); default: the platform's. */
   rfidBinding?: RfidBinding;
+  /** Opens the cabinet lock/door lines (tests: sim lines); default: onoff sysfs. */
+  openCabinetLine?: OpenCabinetLine;
+  /** The RFID reader the cabinet counts with (edge/src/rfid); none = no RFID inventory. */
+  cabinetRfid?: RfidInventory;
+  /** An extra cabinet inventory source (tests: the simulated cabinet's content). */
+  cabinetInventory?: InventoryProvider;
 }
 
 /** Events the cloud acknowledged per second over the last 30 s, and the time to drain at that rate. */
@@ -87,6 +101,8 @@ export interface EdgeStatus {
   vending?: VendingStatus;
   /** Present when the config has an `rfid` section (docs/rfid.md). */
   rfid?: RfidStatus;
+  /** Present when the config has a `cabinet` section (docs/cabinet.md). */
+  cabinet?: CabinetStatus;
   /** Present when the config has a `vision` section (docs/vision.md). */
   vision?: VisionStatus;
 }
@@ -104,6 +120,8 @@ export interface EdgeAgent {
   vending: Vending | undefined;
   /** The RFID reader, when configured (docs/rfid.md); cabinets use `rfid.driver` (RfidInventory). */
   rfid: Rfid | undefined;
+  /** The unmanned cabinet, when configured (docs/cabinet.md). */
+  cabinet: Cabinet | undefined;
   /** On-device vision, when configured (docs/vision.md). */
   vision: VisionService | undefined;
   status(): EdgeStatus;
@@ -205,6 +223,8 @@ export async function startEdge(
   });
 
   let broker: EdgeBroker | undefined;
+  // Declared before the broker starts: its event handler reads it [docs/cabinet.md].
+  let cabinet: Cabinet | undefined;
   const reportToDevice: EdgeBroker['reportToDevice'] = (d, t, e) => broker?.reportToDevice(d, t, e);
   const ingest = new EventIngest({
     outbox,
@@ -284,6 +304,7 @@ export async function startEdge(
           vision.frame(d, payload);
           return done(null);
         }
+        if (cabinet?.handles(type)) return cabinet.deviceEvent(d, type, payload, done);
         return esl.handles(type)
           ? esl.deviceEvent(d, type, payload, done)
           : ingest.handle(d, type, topic, payload, done);
@@ -356,6 +377,25 @@ export async function startEdge(
     ).service;
     const started = vision;
     undo.push(() => started.close());
+  }
+
+  if (config.cabinet) {
+    cabinet = await startCabinet({
+      config: config.cabinet,
+      site: config.site,
+      gateway: config.gateway,
+      now,
+      logger,
+      kv,
+      append: (ev) => outbox.append(ev).then(() => metrics.accepted.inc({ type: ev.type, lane: ev.lane })),
+      commands,
+      registry: metrics.registry,
+      ...(opts.openCabinetLine ? { openLine: opts.openCabinetLine } : {}),
+      ...(opts.cabinetRfid ? { rfid: opts.cabinetRfid } : {}),
+      ...(opts.cabinetInventory ? { inventory: opts.cabinetInventory } : {}),
+    }).catch(failed);
+    const started = cabinet;
+    undo.push(() => started.stop());
   }
 
   await commands.start().catch(failed);
@@ -444,6 +484,7 @@ export async function startEdge(
       ...('health' in store ? { store: (store as { health(): StoreHealth }).health() } : {}),
       ...(vending ? { vending: vending.status() } : {}),
       ...(rfidReader ? { rfid: rfidReader.status() } : {}),
+      ...(cabinet ? { cabinet: cabinet.status() } : {}),
       ...(vision ? { vision: vision.status() } : {}),
     };
   };
@@ -480,6 +521,7 @@ export async function startEdge(
       await commands.close();
       await vending?.stop();
       await rfidReader?.stop();
+      await cabinet?.stop();
       await vision?.close();
       // The cloud learns we left: offline state with this session's bdSeq.
       await uplink.close();
@@ -501,6 +543,7 @@ export async function startEdge(
     esl,
     vending,
     rfid: rfidReader,
+    cabinet,
     vision,
     status,
     close,

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { type Static, type TObject, type TSchema, Type } from '@sinclair/typebox';
 import { ajv, formatErrors, ID_PATTERN } from '@storelink/protocols';
+import { CabinetConfigSchema } from './cabinet/config.ts';
 import { edgeError } from './errors.ts';
-import { VisionConfigSchema } from './vision/config.ts';
 import { VisionConfigSchema } from './vision/config.ts';
 
 /**
@@ -190,8 +190,8 @@ export const EdgeConfigSchema = Type.Object(
     vending: Type.Optional(VendingSchema),
     /** UHF RFID reader on a serial port (edge/src/rfid/agent-wiring.ts); absent = none. */
     rfid: Type.Optional(RfidSchema),
-    /** On-device vision (docs/vision.md); absent = none. */
-    vision: Type.Optional(VisionConfigSchema),
+    /** Unmanned cabinet: lock, door, inventory (docs/cabinet.md); absent = none. */
+    cabinet: Type.Optional(CabinetConfigSchema),
     /** On-device vision (docs/vision.md); absent = none. */
     vision: Type.Optional(VisionConfigSchema),
     log: Type.Object(

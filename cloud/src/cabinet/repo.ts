@@ -67,6 +67,8 @@ export interface CabinetTx {
   lockByCommand(commandId: string): Promise<CabinetSession | undefined>;
   insert(s: CabinetSession): Promise<boolean>;
   save(s: CabinetSession): Promise<void>;
+  /** Cabinet prices of a site, read inside the transaction (never through the outer connection). */
+  prices(site: string): Promise<Map<string, number>>;
 }
 
 export interface CabinetRepo {
@@ -177,6 +179,13 @@ export function sqlCabinetTx(q: SqlQueryable): CabinetTx {
       const r = await q.query<Row>(`SELECT ${COLS} FROM cabinet_sessions WHERE id = $1 FOR UPDATE`, [id]);
       return r.rows[0] && toSession(r.rows[0]);
     },
+    async prices(site) {
+      const r = await q.query<{ sku: string; price_cents: number }>(
+        'SELECT sku, price_cents FROM cabinet_prices WHERE site = $1',
+        [site],
+      );
+      return new Map(r.rows.map((x) => [x.sku, x.price_cents]));
+    },
     async lockByCommand(commandId) {
       const r = await q.query<Row>(`SELECT ${COLS} FROM cabinet_sessions WHERE command_id = $1 FOR UPDATE`, [
         commandId,
@@ -193,13 +202,30 @@ export function sqlCabinetTx(q: SqlQueryable): CabinetTx {
     },
     async save(s) {
       // id, gateway, member, agreement, command and order ids never change.
-      const p = params(s);
       await q.query(
-        `UPDATE cabinet_sessions SET state = $7, items = $10, returned = $11, unresolved = $12, subtotal_cents = $13,
-           discount_cents = $14, total_cents = $15, coupon_id = $16, priced = $17, charge_tx_id = $18,
-           charge_attempts = $19, failure = $20, closed_at = $22, charged_at = $23, due_at = $24, updated_at = $25
+        `UPDATE cabinet_sessions SET state = $2, items = $3, returned = $4, unresolved = $5, subtotal_cents = $6,
+           discount_cents = $7, total_cents = $8, coupon_id = $9, priced = $10, charge_tx_id = $11,
+           charge_attempts = $12, failure = $13, closed_at = $14, charged_at = $15, due_at = $16, updated_at = $17
          WHERE id = $1`,
-        p,
+        [
+          s.id,
+          s.state,
+          JSON.stringify(s.items),
+          JSON.stringify(s.returned),
+          JSON.stringify(s.unresolved),
+          s.subtotalCents,
+          s.discountCents,
+          s.totalCents,
+          s.couponId,
+          s.priced,
+          s.chargeTxId,
+          s.chargeAttempts,
+          s.failure,
+          s.closedAt,
+          s.chargedAt,
+          s.dueAt,
+          s.updatedAt,
+        ],
       );
     },
   };
@@ -258,11 +284,7 @@ export class SqlCabinetRepo implements CabinetRepo {
   }
 
   async prices(site: string) {
-    const r = await this.sql.query<{ sku: string; price_cents: number }>(
-      'SELECT sku, price_cents FROM cabinet_prices WHERE site = $1',
-      [site],
-    );
-    return new Map(r.rows.map((x) => [x.sku, x.price_cents]));
+    return sqlCabinetTx(this.sql).prices(site);
   }
 
   async setPrices(site: string, items: ReadonlyArray<{ sku: string; priceCents: number }>) {
@@ -325,6 +347,7 @@ export class MemoryCabinetRepo implements CabinetRepo {
       save: async (s) => {
         if (this.sessions.has(s.id)) set(s);
       },
+      prices: async (site) => new Map(this.priceBook.get(site) ?? []),
     };
     try {
       return await fn(tx);

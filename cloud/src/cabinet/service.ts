@@ -255,7 +255,7 @@ export class CabinetService {
     s.returned = p.returned;
     s.unresolved = p.unresolved;
     if (p.taken.length === 0) return this.move(tx, s, 'closed', at, { closedAt: at });
-    const prices = await this.o.repo.prices(s.site);
+    const prices = await tx.prices(s.site);
     const items: LineItem[] = [];
     const unpriced: string[] = [];
     for (const t of p.taken) {

@@ -32,3 +32,28 @@ export interface PaymentProviderClient {
   /** Idempotent on outRefundNo; `PROCESSING` counts as not done yet (retry with the same number). */
   refund(req: RefundRequest): Promise<{ status: 'SUCCESS' | 'PROCESSING' }>;
 }
+
+/**
+ * A charge against a member's deduction agreement (WeChat Pay Score / Alipay agreement
+ * payment: the member signed once, the merchant deducts after the fact). Used by cabinet
+ * checkout (docs/cabinet.md). [CAB-CHARGE-2] idempotent on `outTradeNo`: a repeated call
+ * returns the first trade and never deducts twice; the same number with another amount is
+ * refused.
+ */
+export interface AgreementChargeRequest {
+  outTradeNo: string;
+  agreementId: string;
+  amountCents: number;
+  currency: string;
+  description?: string;
+}
+
+export interface AgreementChargeResult {
+  status: 'SUCCESS' | 'PROCESSING' | 'REFUSED';
+  transactionId?: string;
+  reason?: string;
+}
+
+export interface AgreementChargeClient {
+  chargeAgreement(req: AgreementChargeRequest): Promise<AgreementChargeResult>;
+}

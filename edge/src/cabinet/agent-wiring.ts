@@ -78,6 +78,8 @@ export interface StartCabinetOptions {
   registry?: Registry;
   openLine?: OpenCabinetLine;
   rfid?: RfidInventory;
+  /** An extra inventory source (tests: the simulated cabinet's content, which outlives agent restarts). */
+  inventory?: InventoryProvider;
   timers?: Timers;
 }
 
@@ -151,6 +153,7 @@ export async function startCabinet(o: StartCabinetOptions): Promise<Cabinet> {
   const parts: InventoryProvider[] = [];
   const memory = cfg.memoryInventory ? new MemoryInventory() : undefined;
   if (memory) parts.push(memory);
+  if (o.inventory) parts.push(o.inventory);
   if (cfg.rfid) {
     if (!o.rfid)
       log.error('cabinet.rfid is configured but no RFID reader is running; RFID inventory disabled');
