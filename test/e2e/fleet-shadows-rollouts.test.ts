@@ -396,4 +396,35 @@ describe('rollouts', () => {
       tempHighC: 9,
     });
   }, 60_000);
+
+  it('a gateway that is offline during a rollout gets it when it returns', async () => {
+    await edges.get('gw-b')!.close();
+    edges.delete('gw-b');
+    await until('gw-b offline in the cloud', async () =>
+      (await cloud.store.getGateway('gw-b'))?.presence.state === 'offline' ? true : undefined,
+    );
+    const created = await api<Rollout>('/rollouts', {
+      method: 'POST',
+      json: { kind: 'config', config: { labels: { ring: 'all' } }, waves: [{}], successThreshold: 0.5 },
+    });
+    expect(created.status).toBe(201);
+    // Half of the wave is enough to complete; gw-b's target stays sent.
+    await until('rollout completed with gw-a', async () => {
+      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
+      return r.body.state === 'completed' ? r.body : undefined;
+    });
+    const state = async (gw: string) =>
+      (await api<Target[]>(`/rollouts/${created.body.id}/targets`)).body.find((t) => t.gateway === gw)!.state;
+    expect(await state('gw-a')).toBe('succeeded');
+    expect(await state('gw-b')).toBe('sent');
+
+    edges.set('gw-b', await startGatewayEdge('gw-b'));
+    await until('gw-b target succeeded', async () =>
+      (await state('gw-b')) === 'succeeded' ? true : undefined,
+    );
+    expect((await api<Shadow>('/shadows/gw-b')).body).toMatchObject({
+      status: 'in_sync',
+      reported: { labels: { ring: 'all' } },
+    });
+  }, 90_000);
 });
