@@ -150,9 +150,11 @@ describe('payments through the provider HTTP API', () => {
     board.fault('jam');
     const { order: o, payment } = await buyer.buy({ gateway: GW, slot: SLOT, amountCents: PRICE });
     expect(payment?.ok).toBe(true);
-    providerHttp.faults.serverErrors = 1;
     await provider.tick(Date.now());
     expect(provider.trades.get(o.id)!.acknowledged).toBe(true);
+    // Set after the payment committed (the vend needs its 300 ms drop window before it can
+    // fail), so the outage meets the first refund call and nothing else.
+    providerHttp.faults.serverErrors = 1;
     const done = await until('order refunded', async () => {
       const cur = await order(o.id);
       return cur.state === 'refunded' ? cur : undefined;
