@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { vision } from '@storelink/protocols';
@@ -289,6 +289,40 @@ describe('VisionService (worker thread, real models)', () => {
     expect(after.dropped - before.dropped).toBeGreaterThanOrEqual(27);
     expect(after.processed - before.processed).toBeGreaterThanOrEqual(1);
   }, 90_000);
+
+  it('debug capture writes frames only until its end time, and logs each one [VISION-PRIVACY-3]', async () => {
+    let now = 1_000_000;
+    const capLogs: string[] = [];
+    const capture = new VisionService({
+      config: config({ debugCapture: { dir: join(dir, 'capture'), until: now + 1000 } }),
+      gallery,
+      now: () => now,
+      logger: pino({ level: 'warn' }, { write: (s: string) => capLogs.push(s) }),
+      registry: new Registry(),
+      emit: async () => undefined,
+    });
+    await capture.start();
+    try {
+      const frame = await emptyScene(320, 240, 9);
+      capture.frame('cam-1', frame);
+      await capture.idle();
+      now += 2000; // past `until`
+      capture.frame('cam-1', frame);
+      await capture.idle();
+      const files = await waitFor(
+        async () => {
+          const f = await readdir(join(dir, 'capture')).catch(() => []);
+          return f.length > 0 ? f : undefined;
+        },
+        10_000,
+        'captured file',
+      );
+      expect(files).toEqual(['cam-1-1000000.jpg']);
+      expect(capLogs.filter((l) => l.includes('vision debug capture'))).toHaveLength(1);
+    } finally {
+      await capture.close();
+    }
+  }, 60_000);
 
   it('refuses frames from a device that is not a configured camera', () => {
     const before = service.status().frames.refused;
