@@ -299,6 +299,8 @@ describe('rollouts', () => {
       json: { kind: 'firmware', firmware: { version: '7.7.7' }, waves: [{}] },
     });
     expect([unknownFw.status, unknownFw.body.code]).toEqual([404, 'CLOUD_ERR_NOT_FOUND']);
+    const noRollout = await api<{ code: string }>('/rollouts/01ARZ3NDEKTSV4RRFFQ69G5FAV');
+    expect([noRollout.status, noRollout.body.code]).toEqual([404, 'CLOUD_ERR_NOT_FOUND']);
 
     const done = await until('the rollout rolled back', async () => {
       const r = await api<Rollout>(`/rollouts/${created.body.id}`);

@@ -216,7 +216,7 @@ export class RolloutService {
 
   async create(spec: RolloutSpec): Promise<RolloutRecord> {
     const scope: RolloutScope = spec.kind === 'firmware' ? 'device' : (spec.scope ?? 'gateway');
-    const change = await this.changeOf(spec, scope);
+    const change = await this.changeOf(spec);
     const waves = await this.assignWaves(spec, scope);
     const total = waves.reduce((n, w) => n + w.length, 0);
     if (total === 0)
@@ -644,7 +644,7 @@ export class RolloutService {
 
   // ---------- helpers ----------
 
-  private async changeOf(spec: RolloutSpec, scope: RolloutScope): Promise<ShadowDoc> {
+  private async changeOf(spec: RolloutSpec): Promise<ShadowDoc> {
     if (spec.kind === 'firmware') {
       if (!spec.firmware)
         throw cloudError('CLOUD_ERR_ROLLOUT_SPEC', { reason: 'a firmware rollout needs /firmware/version' });
@@ -666,7 +666,6 @@ export class RolloutService {
       throw cloudError('CLOUD_ERR_ROLLOUT_SPEC', {
         reason: 'firmware goes in a firmware rollout, not in /config',
       });
-    void scope;
     return spec.config;
   }
 

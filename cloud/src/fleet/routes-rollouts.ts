@@ -1,6 +1,7 @@
 import { type Static, type TSchema, Type } from '@sinclair/typebox';
 import { fleet } from '@storelink/protocols';
 import type { FastifyInstance } from 'fastify';
+import { cloudError } from '../errors.ts';
 import { errorResponses, Id } from '../http/schemas.ts';
 import { ROLLOUT_STATES, type RolloutService, TARGET_STATES } from './rollouts.ts';
 
@@ -157,8 +158,8 @@ export default async function rolloutRoutes(app: FastifyInstance, opts: RolloutR
     },
     async (req) => {
       const r = await rollouts.get(req.params.id);
-      if (r) return r;
-      return rollouts.targets(req.params.id).then(() => undefined); // throws NOT_FOUND
+      if (!r) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'rollout', id: req.params.id });
+      return r;
     },
   );
 
