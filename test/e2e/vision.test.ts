@@ -258,6 +258,25 @@ describe('vision end to end', () => {
     });
     expect(bobRemoval).toHaveLength(1);
 
+    // 5c. Resync (a replaced gateway): every member enrolled for the site, and nobody erased.
+    const carolPhoto = await sharp(await faceCell(0, 3, 240))
+      .jpeg()
+      .toBuffer();
+    const enrolCarol = await api('POST', '/vision/members/m-carol/face', {
+      photo: carolPhoto.toString('base64'),
+      sites: [SITE],
+      consent: { separate: true, at: Date.now(), text: 'I agree to face recognition in this store.' },
+    });
+    expect(enrolCarol.status).toBe(201);
+    const resync = await api<{ members: number; versions: number[] }>(
+      'POST',
+      `/vision/gateways/${GW}/gallery/resync`,
+    );
+    expect(resync.status).toBe(202);
+    expect(resync.body.members).toBe(1);
+    await until('resync applied', () => v.status().galleryVersion === resync.body.versions.at(-1));
+    expect(v.status().gallerySize).toBe(1);
+
     // 6. Burst: frames arriving faster than inference are dropped as stale, counted, never queued.
     const dropped = v.status().frames.dropped;
     await Promise.all(Array.from({ length: 20 }, () => camera.publishFrame(stranger, 1)));

@@ -106,6 +106,27 @@ export default async function visionRoutes(app: FastifyInstance, opts: VisionRou
     async (req) => ({ removals: await gallery.removalStatus(req.params.id) }),
   );
 
+  app.post<{ Params: Static<typeof GatewayParams> }>(
+    '/vision/gateways/:id/gallery/resync',
+    {
+      schema: {
+        tags: ['vision'],
+        summary:
+          'Send a gateway every member enrolled for its site (replaced or wiped gateway), 64 per command',
+        params: GatewayParams,
+        response: {
+          202: Type.Object({
+            gateway: Type.String(),
+            members: Type.Integer(),
+            versions: Type.Array(Type.Integer()),
+          }),
+          ...errorResponses,
+        },
+      },
+    },
+    async (req, reply) => reply.code(202).send(await gallery.resync(req.params.id)),
+  );
+
   app.get<{ Params: Static<typeof GatewayParams> }>(
     '/vision/gateways/:id/gallery-key',
     {

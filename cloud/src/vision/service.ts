@@ -140,6 +140,41 @@ export class VisionGallery {
     return this.removalStatus(memberId);
   }
 
+  /**
+   * Sends a gateway every member enrolled for its site, 64 per upsert (a replaced or
+   * wiped gateway, or one added to a site after the enrolments). Each chunk is a new
+   * version; members erased since stay absent (they are no longer in vision_members).
+   */
+  async resync(gateway: string): Promise<{ gateway: string; members: number; versions: number[] }> {
+    const gw = await this.o.store.getGateway(gateway);
+    if (!gw) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'gateway', id: gateway });
+    const rows = await this.o.sql.query<{ member_id: string; sealed: string }>(
+      `SELECT member_id, sealed FROM vision_members WHERE sites @> $1::jsonb ORDER BY member_id`,
+      [JSON.stringify([gw.site])],
+    );
+    const key = galleryKeyFor(this.o.masterKey, gateway);
+    const versions: number[] = [];
+    for (let i = 0; i < rows.rows.length; i += vision.GALLERY_UPSERT_MAX_ENTRIES) {
+      const chunk = rows.rows.slice(i, i + vision.GALLERY_UPSERT_MAX_ENTRIES);
+      const entries = chunk.map((r) => ({
+        memberId: r.member_id,
+        sealed: vision.sealEmbedding(
+          key,
+          gateway,
+          r.member_id,
+          vision.openEmbedding(this.o.masterKey, CLOUD_SCOPE, r.member_id, r.sealed),
+        ),
+      }));
+      let version = 0;
+      for (const e of entries) version = await this.nextVersion(gateway, e.memberId, 'upsert', 'resync');
+      const cmd = await this.send(gateway, vision.VISION_GALLERY_UPSERT, { version, entries });
+      for (const e of entries) await this.setCommandForMember(gateway, e.memberId, version, cmd);
+      versions.push(version);
+    }
+    this.o.logger?.info({ gateway, members: rows.rows.length }, 'gallery resync sent');
+    return { gateway, members: rows.rows.length, versions };
+  }
+
   /** Per gateway: has the latest removal of this member been confirmed? */
   async removalStatus(memberId: string): Promise<GatewayRemoval[]> {
     const r = await this.o.sql.query<{ gateway: string; version: number; command_id: string | null }>(
@@ -199,6 +234,21 @@ export class VisionGallery {
       );
       return version;
     });
+  }
+
+  /** Resync: each member's op row got its own version; all of a chunk share the chunk's command. */
+  private async setCommandForMember(
+    gateway: string,
+    memberId: string,
+    chunkVersion: number,
+    cmd: CommandRecord | null,
+  ) {
+    if (!cmd) return;
+    await this.o.sql.query(
+      `UPDATE vision_gallery_ops SET command_id = $4 WHERE gateway = $1 AND member_id = $2 AND op = 'upsert'
+         AND version <= $3 AND command_id IS NULL`,
+      [gateway, memberId, chunkVersion, cmd.id],
+    );
   }
 
   private async setCommand(gateway: string, version: number, memberId: string, cmd: CommandRecord | null) {
