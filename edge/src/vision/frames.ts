@@ -15,7 +15,11 @@ export interface PipelineOptions {
   maxWidth: number;
   maxHeight: number;
   detect: vision.DetectOptions;
-  /** A track is re-embedded at most this often until it leaves (embedding is the costly step). */
+  /**
+   * An unidentified track is re-embedded after reembedMs, then after 2×, 4×, up to 8×
+   * (embedding is the costly step, and most people in a store are not members); an
+   * identified track is never embedded again [VISION-PIPE-3].
+   */
   reembedMs: number;
   /** A track not seen for this long has left the view (dwell ends). */
   lostMs: number;
@@ -83,6 +87,9 @@ export interface Track {
   firstSeen: number;
   lastSeen: number;
   lastEmbedAt: number;
+  embeds: number;
+  /** The main thread identified this track: no more embeddings for it. */
+  settled: boolean;
 }
 
 export interface FaceResult {
@@ -110,6 +117,10 @@ export class Tracker {
   private nextId = 1;
 
   update(boxes: vision.FaceBox[], now: number, lostMs: number): { assigned: Track[]; departed: Track[] } {
+    // Tracks unseen for lostMs have left: retire them first, so a new face at the same
+    // spot starts a new track (and is embedded) instead of inheriting an old one.
+    const departed = this.tracks.filter((t) => now - t.lastSeen > lostMs);
+    if (departed.length > 0) this.tracks = this.tracks.filter((t) => now - t.lastSeen <= lostMs);
     const free = new Set(this.tracks);
     const assigned: Track[] = [];
     for (const b of boxes) {
@@ -128,19 +139,38 @@ export class Tracker {
         best.lastSeen = now;
         assigned.push(best);
       } else {
-        const t: Track = { id: this.nextId++, box: b, firstSeen: now, lastSeen: now, lastEmbedAt: -Infinity };
+        const t: Track = {
+          id: this.nextId++,
+          box: b,
+          firstSeen: now,
+          lastSeen: now,
+          lastEmbedAt: Number.NEGATIVE_INFINITY,
+          embeds: 0,
+          settled: false,
+        };
         this.tracks.push(t);
         assigned.push(t);
       }
     }
-    const departed = this.tracks.filter((t) => now - t.lastSeen > lostMs);
-    if (departed.length > 0) this.tracks = this.tracks.filter((t) => now - t.lastSeen <= lostMs);
     return { assigned, departed };
   }
 
   get size(): number {
     return this.tracks.length;
   }
+
+  /** [VISION-PIPE-3] the main thread identified `id`: stop embedding it. */
+  settle(id: number): void {
+    const t = this.tracks.find((x) => x.id === id);
+    if (t) t.settled = true;
+  }
+}
+
+/** [VISION-PIPE-3] due for an embedding: never once settled; backoff 1×, 2×, 4×, 8× reembedMs. */
+export function embedDue(t: Track, at: number, reembedMs: number): boolean {
+  if (t.settled) return false;
+  if (t.embeds === 0) return true;
+  return at - t.lastEmbedAt >= reembedMs * Math.min(8, 2 ** (t.embeds - 1));
 }
 
 export async function processFrame(
@@ -156,13 +186,16 @@ export async function processFrame(
   const boxes = await models.detect(frame, o.detect);
   const t2 = performance.now();
   const { assigned, departed } = tracker.update(boxes, at, o.lostMs);
-  const toEmbed = o.embed ? assigned.filter((t) => at - t.lastEmbedAt >= o.reembedMs) : [];
+  const toEmbed = o.embed ? assigned.filter((t) => embedDue(t, at, o.reembedMs)) : [];
   const embeddings = await models.embed(
     frame,
     toEmbed.map((t) => t.box),
   );
   const t3 = performance.now();
-  for (const t of toEmbed) t.lastEmbedAt = at;
+  for (const t of toEmbed) {
+    t.lastEmbedAt = at;
+    t.embeds++;
+  }
   const byTrack = new Map(toEmbed.map((t, i) => [t.id, embeddings[i]!]));
   return {
     width: frame.width,

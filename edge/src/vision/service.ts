@@ -8,7 +8,7 @@ import { edgeError } from '../errors.ts';
 import type { VisionConfig } from './config.ts';
 import type { FaceResult, FrameResult } from './frames.ts';
 import type { Gallery } from './gallery.ts';
-import type { FrameRequest, WorkerInit, WorkerReply } from './worker.ts';
+import type { FrameRequest, SettleRequest, WorkerInit, WorkerReply } from './worker.ts';
 
 /**
  * On-device vision (docs/vision.md). Frames in, `member.recognized` and
@@ -46,7 +46,8 @@ export interface VisionStatus {
   recognition: boolean;
   galleryVersion: number;
   gallerySize: number;
-  frames: { processed: number; dropped: number; refused: number };
+  /** processed/dropped/refused frames; embedded = faces embedded (identification attempts). */
+  frames: { processed: number; dropped: number; refused: number; embedded: number };
   cameras: Record<string, { persons: number }>;
 }
 
@@ -62,7 +63,7 @@ export class VisionService {
   private readonly cooldown = new Map<string, number>();
   private readonly persons = new Map<string, number>();
   private readonly dwell = new Map<string, number[]>();
-  private readonly counts = { processed: 0, dropped: 0, refused: 0 };
+  private readonly counts = { processed: 0, dropped: 0, refused: 0, embedded: 0 };
   private occTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private idleWaiters: Array<() => void> = [];
@@ -211,7 +212,11 @@ export class VisionService {
     this.persons.set(camera, r.persons);
     if (r.departedDwellMs.length)
       this.dwell.set(camera, [...(this.dwell.get(camera) ?? []), ...r.departedDwellMs]);
-    for (const face of r.faces) if (face.embedding) this.identify(camera, at, face, r);
+    for (const face of r.faces) {
+      if (!face.embedding) continue;
+      this.counts.embedded++;
+      this.identify(camera, at, face, r);
+    }
   }
 
   private identify(camera: string, at: number, face: FaceResult, r: FrameResult): void {
@@ -224,6 +229,8 @@ export class VisionService {
     const m = this.o.gallery.match(face.embedding!);
     this.m.matchSeconds.observe((performance.now() - t0) / 1000);
     if (!m || m.similarity < rc.threshold || m.similarity - m.second < rc.margin) return;
+    // [VISION-PIPE-3] identified: this track is not embedded again while it stays in view.
+    this.worker?.postMessage({ kind: 'settle', camera, track: face.track } satisfies SettleRequest);
     const key = `${camera}\u0000${m.memberId}`;
     if (at - (this.cooldown.get(key) ?? -Infinity) < rc.cooldownMs) return;
     this.cooldown.set(key, at);

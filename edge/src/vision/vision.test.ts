@@ -15,7 +15,7 @@ import {
 import { waitFor } from '../../../test/helpers/wait.ts';
 import { MemoryKv } from '../outbox/memory.ts';
 import type { VisionConfig } from './config.ts';
-import { decodeFrame } from './frames.ts';
+import { decodeFrame, embedDue, Tracker } from './frames.ts';
 import { Gallery } from './gallery.ts';
 import { type FaceModels, loadFaceModels, type RgbFrame } from './model.ts';
 import { VisionService, zoneOf } from './service.ts';
@@ -180,6 +180,30 @@ describe('gallery match [VISION-MATCH-1]', () => {
   });
 });
 
+describe('tracking [VISION-PIPE-3]', () => {
+  const face = (x: number): vision.FaceBox => ({ x, y: 100, w: 80, h: 80, score: 0.9, landmarks: [] });
+  it('keeps a track across frames, backs off re-embedding, stops once identified, retires after lostMs', () => {
+    const tr = new Tracker();
+    const a = tr.update([face(100)], 0, 1500).assigned[0]!;
+    expect(embedDue(a, 0, 1000)).toBe(true);
+    a.embeds = 1;
+    a.lastEmbedAt = 0;
+    expect(tr.update([face(104)], 900, 1500).assigned[0]!.id).toBe(a.id); // moved a little: same track
+    expect(embedDue(a, 900, 1000)).toBe(false);
+    expect(embedDue(a, 1000, 1000)).toBe(true);
+    a.embeds = 4; // after 1, 2, 4 s: now every 8 s at most
+    a.lastEmbedAt = 7000;
+    expect(embedDue(a, 14_000, 1000)).toBe(false);
+    expect(embedDue(a, 15_000, 1000)).toBe(true);
+    tr.settle(a.id);
+    expect(embedDue(a, 60_000, 1000)).toBe(false);
+    const later = tr.update([face(100)], 20_000, 1500);
+    expect(later.departed.map((t) => t.id)).toEqual([a.id]);
+    expect(later.assigned[0]!.id).not.toBe(a.id); // a new face at the same spot is a new track
+    expect(later.departed[0]!.lastSeen - later.departed[0]!.firstSeen).toBe(900); // dwell
+  });
+});
+
 describe('zones', () => {
   it('a face outside every zone is not identified; no zones = whole frame', () => {
     const zones = [{ id: 'shelf-a', x: 0, y: 0, w: 0.5, h: 1 }];
@@ -193,6 +217,12 @@ describe('VisionService (worker thread, real models)', () => {
   let dir: string;
   let service: VisionService;
   let gallery: Gallery;
+  // Each frame 5 s after the previous: every frame starts new tracks (lostMs 1500), so each is embedded.
+  let clock = 1_700_000_000_000;
+  const tick = () => {
+    clock += 5000;
+    return clock;
+  };
   const emitted: Array<{ camera: string; type: string; payload: Record<string, unknown> }> = [];
   const logs: string[] = [];
   const config = (over: Partial<VisionConfig> = {}): VisionConfig => ({
@@ -215,15 +245,21 @@ describe('VisionService (worker thread, real models)', () => {
     gallery = new Gallery(new MemoryKv(), GW, KEY);
     // Enrol the man of row 0 from his own photo (cell 0); the camera will see another photo (cell 1).
     const e = await embedOf(await enrolPhoto(0, 0));
+    // A second member (another person) keeps the gallery non-empty after alice's erasure,
+    // so frames are still embedded and matched then (an empty gallery embeds nothing).
+    const other = await embedOf(await enrolPhoto(5, 7));
     await gallery.upsert({
       version: 1,
-      entries: [{ memberId: 'm-alice', sealed: vision.sealEmbedding(KEY, GW, 'm-alice', e) }],
+      entries: [
+        { memberId: 'm-alice', sealed: vision.sealEmbedding(KEY, GW, 'm-alice', e) },
+        { memberId: 'm-other', sealed: vision.sealEmbedding(KEY, GW, 'm-other', other) },
+      ],
     });
     const logger = pino({ level: 'warn' }, { write: (s: string) => logs.push(s) });
     service = new VisionService({
       config: config(),
       gallery,
-      now: Date.now,
+      now: tick,
       logger,
       registry: new Registry(),
       emit: async (camera, type, payload) => {
@@ -260,13 +296,17 @@ describe('VisionService (worker thread, real models)', () => {
       'ts',
     ]);
 
+    const before = service.status().frames.embedded;
     service.frame('cam-1', stranger);
     await service.idle();
+    expect(service.status().frames.embedded).toBe(before + 1);
     expect(emitted.filter((e) => e.type === 'member.recognized')).toHaveLength(1);
 
     await gallery.remove({ version: 2, memberIds: ['m-alice'], reason: 'erased' });
+    const embedded = service.status().frames.embedded;
     service.frame('cam-1', enrolled);
     await service.idle();
+    expect(service.status().frames.embedded).toBe(embedded + 1); // the face was embedded and matched: no member
     expect(emitted.filter((e) => e.type === 'member.recognized')).toHaveLength(1);
     expect(service.status().frames.processed).toBe(3);
   }, 60_000);

@@ -16,6 +16,12 @@ export interface FrameRequest {
   embed: boolean;
   jpeg: Uint8Array;
 }
+/** [VISION-PIPE-3] the main thread identified a track: the worker stops embedding it. */
+export interface SettleRequest {
+  kind: 'settle';
+  camera: string;
+  track: number;
+}
 export type WorkerReply =
   | { kind: 'ready'; backend: BackendName }
   | { kind: 'result'; seq: number; ok: true; result: import('./frames.ts').FrameResult }
@@ -31,7 +37,11 @@ try {
     ...(init.backend ? { backend: init.backend } : {}),
     ...(init.modelsDir ? { dir: init.modelsDir } : {}),
   });
-  port.on('message', (m: FrameRequest) => {
+  port.on('message', (m: FrameRequest | SettleRequest) => {
+    if (m.kind === 'settle') {
+      trackers.get(m.camera)?.settle(m.track);
+      return;
+    }
     let tracker = trackers.get(m.camera);
     if (!tracker) {
       tracker = new Tracker();
