@@ -9,6 +9,7 @@ import { crash } from './scenarios/crash.ts';
 import { diskfull } from './scenarios/diskfull.ts';
 import { outage } from './scenarios/outage.ts';
 import { powerloss } from './scenarios/powerloss.ts';
+import { coupons } from './torture-coupons.ts';
 import { vending } from './torture-vending.ts';
 
 await dispatch('torture', [crash, diskfull, outage, powerloss, vending]);

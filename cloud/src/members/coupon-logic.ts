@@ -10,7 +10,7 @@ import type { Coupon, CouponTemplate } from './types.ts';
 /**
  * Coupon issuance and redemption as steps on a `MembersTx` (docs/members.md "Coupons"),
  * shared by the SQL and memory repos:
- * - [COUPON-ONCE-1] one coupon per (rule, triggering event): checked under the member's
+ * - [COUPON-ONCE-1] one coupon per (rule, triggering event, template): checked under the member's
  *   row lock and enforced by a unique key;
  * - [COUPON-CAP-1] at most `perMember.max` coupons of a template per member in any
  *   window of `perMember.windowDays`, measured on the triggering events' times. A
@@ -88,7 +88,7 @@ export async function issueCoupon(
   const member = (await currentMember(tx, r.memberId)) ?? r.memberId;
   // Serialises issuance per member: cap and duplicate checks see every committed coupon.
   await tx.lockMember(member);
-  const dup = await tx.couponByTrigger(r.ruleId, r.triggerKey);
+  const dup = await tx.couponByTrigger(r.ruleId, r.triggerKey, r.templateId);
   if (dup) return { outcome: 'duplicate', coupon: dup };
   const validFrom = Math.max(r.now, t.validFrom ?? 0);
   const expiresAt = Math.min(r.now + t.validDays * DAY, t.validTo ?? Number.MAX_SAFE_INTEGER);

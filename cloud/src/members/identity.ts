@@ -72,8 +72,10 @@ export async function linkIds(
   ev: LinkEvidence,
   o: IdentityOptions,
 ): Promise<LinkOutcome> {
-  await ensureMember(tx, x, ev.at, o);
-  await ensureMember(tx, y, ev.at, o);
+  // A first-seen id joins the other side's member; only when both are new is one created.
+  const known = await tx.memberOfIds([x, y]);
+  if (!known.has(x) && !known.has(y)) await ensureMember(tx, x, ev.at, o);
+  for (const k of [x, y]) if (!known.has(k) && parseIdKey(k).type === 'member') await ensureMember(tx, k, ev.at, o);
   const [a, b] = canonicalPair(x, y);
   const existing = await tx.getLink(a, b);
   let status: LinkOutcome['status'] = 'linked';
@@ -91,12 +93,10 @@ export async function linkIds(
     merges = r.merges;
     if (r.conflicting.has(`${a}\u0000${b}`)) status = 'conflicting';
   }
+  // An id the link could not join (a cap) gets a member of its own.
+  for (const k of [x, y]) await ensureMember(tx, k, ev.at, o);
   const m = await tx.memberOfIds([x, y]);
-  const memberA = m.get(x)!;
-  const memberB = m.get(y)!;
-  if (status === 'linked' && merges.length === 0 && memberA === memberB && existing === undefined)
-    status = 'linked';
-  return { status, memberA, memberB, merges };
+  return { status, memberA: m.get(x)!, memberB: m.get(y)!, merges };
 }
 
 /** [ID-UNMERGE-1] revokes the link that caused a merge and re-resolves. */
@@ -104,14 +104,20 @@ export async function unmerge(tx: MembersTx, mergeId: string, at: number, o: Ide
   const m = await tx.getMerge(mergeId);
   if (!m) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'merge', id: mergeId });
   if (m.undoneAt !== null) return { merge: m, already: true };
+  // Everything the link did is undone together: it may have moved ids out of several members.
+  const all = await tx.mergesByLink(m.linkA, m.linkB);
   await tx.revokeLink(m.linkA, m.linkB, at);
-  // Hand the ids back to the member they came from, so re-resolution keeps its id.
-  const back = await tx.memberOfIds(m.fromIds);
-  for (const k of back.keys()) await tx.assignId(k, m.from, at);
-  const seeds = [m.linkA, m.linkB, idKey('member', m.from), idKey('member', m.into), ...m.fromIds];
+  const seeds = [m.linkA, m.linkB];
+  for (const x of all) {
+    // Hand the ids back to the member they came from, so re-resolution keeps its id.
+    const back = await tx.memberOfIds(x.fromIds);
+    for (const k of back.keys()) await tx.assignId(k, x.from, at);
+    seeds.push(idKey('member', x.from), idKey('member', x.into), ...x.fromIds);
+  }
   // Ids erased since are gone from the graph; re-resolve what is left.
   const live = await tx.memberOfIds(seeds);
   await reresolve(tx, [...live.keys()], undefined, at, o);
+  for (const x of all) if (x.id !== m.id) await tx.saveMerge({ ...x, undoneAt: at });
   const done = { ...m, undoneAt: at };
   await tx.saveMerge(done);
   return { merge: done, already: false };
@@ -152,8 +158,16 @@ async function reresolve(
   const current = await tx.memberOfIds([...nodes]);
   const merges: MergeRow[] = [];
   for (const group of res.groups) {
-    const owner = chooseOwner(group, current);
-    if (owner === undefined) continue; // ids without any member key: not stored (cannot happen via ensureMember)
+    let owner = chooseOwner(group, current);
+    if (owner === undefined) {
+      // A part split off by a stronger link, holding no member key: a member of its own.
+      owner = o.newMemberId();
+      const own = idKey('member', owner);
+      await tx.insertMember({ id: owner, createdAt: at, mergedInto: null, erasedAt: null });
+      await tx.assignId(own, owner, at);
+      const [a, b] = canonicalPair(own, group[0]!);
+      await tx.insertLink({ a, b, source: 'created', evidence: {}, at, revokedAt: null });
+    }
     const moved = new Map<string, IdKey[]>();
     for (const k of group) {
       const cur = current.get(k);

@@ -144,6 +144,10 @@ export class MemoryMembersRepo implements MembersRepo {
         const m = this.merges.get(id);
         return m && { ...m };
       },
+      mergesByLink: async (a, b) =>
+        [...this.merges.values()]
+          .filter((m) => m.linkA === a && m.linkB === b && m.undoneAt === null)
+          .map((m) => ({ ...m })),
       saveMerge: async (m) => putMap(this.merges, m.id, { ...m }),
       deleteMergesOf: async (ids) => {
         const s = new Set(ids);
@@ -224,7 +228,7 @@ export class MemoryMembersRepo implements MembersRepo {
         return true;
       },
       insertCoupon: async (c) => {
-        const tk = `${c.ruleId}\u0000${c.triggerKey}`;
+        const tk = `${c.ruleId}\u0000${c.triggerKey}\u0000${c.templateId}`;
         if (this.couponsByTrigger.has(tk)) return false;
         putMap(this.couponsByTrigger, tk, c.id);
         putMap(this.coupons, c.id, { ...c });
@@ -235,8 +239,8 @@ export class MemoryMembersRepo implements MembersRepo {
         undo.push(() => l.pop());
         return true;
       },
-      couponByTrigger: async (ruleId, triggerKey) => {
-        const id = this.couponsByTrigger.get(`${ruleId}\u0000${triggerKey}`);
+      couponByTrigger: async (ruleId, triggerKey, templateId) => {
+        const id = this.couponsByTrigger.get(`${ruleId}\u0000${triggerKey}\u0000${templateId}`);
         const c = id === undefined ? undefined : this.coupons.get(id);
         return c && { ...c };
       },
@@ -284,7 +288,7 @@ export class MemoryMembersRepo implements MembersRepo {
         for (const [id, c] of this.coupons)
           if (s.has(couponMember(c))) {
             delMap(this.coupons, id);
-            delMap(this.couponsByTrigger, `${c.ruleId}\u0000${c.triggerKey}`);
+            delMap(this.couponsByTrigger, `${c.ruleId}\u0000${c.triggerKey}\u0000${c.templateId}`);
             delMap(this.deliveries, `${id}\u0000webhook`);
             delMap(this.deliveries, `${id}\u0000display`);
           }

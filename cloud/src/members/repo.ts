@@ -40,6 +40,8 @@ export interface MembersTx {
   saveMember(m: MemberRow): Promise<void>;
   insertMerge(m: MergeRow): Promise<void>;
   getMerge(id: string): Promise<MergeRow | undefined>;
+  /** Merges not undone that this link caused (one link may move ids out of several members). */
+  mergesByLink(a: IdKey, b: IdKey): Promise<MergeRow[]>;
   saveMerge(m: MergeRow): Promise<void>;
   deleteMergesOf(memberIds: readonly string[]): Promise<void>;
   // activity
@@ -64,7 +66,7 @@ export interface MembersTx {
   /** [COUPON-BUDGET-1] atomically counts one issue against the budget; false when spent. */
   takeBudget(templateId: string): Promise<boolean>;
   insertCoupon(c: Coupon): Promise<boolean>;
-  couponByTrigger(ruleId: string, triggerKey: string): Promise<Coupon | undefined>;
+  couponByTrigger(ruleId: string, triggerKey: string, templateId: string): Promise<Coupon | undefined>;
   getCoupon(id: string): Promise<Coupon | undefined>;
   saveCoupon(c: Coupon): Promise<void>;
   /** Coupons of the member and of every member merged into it. */
@@ -348,6 +350,13 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
       const r = await q.query<MergeDbRow>('SELECT * FROM member_merges WHERE id = $1 FOR UPDATE', [id]);
       return r.rows[0] && toMerge(r.rows[0]);
     },
+    async mergesByLink(a, b) {
+      const r = await q.query<MergeDbRow>(
+        'SELECT * FROM member_merges WHERE link_a = $1 AND link_b = $2 AND undone_at IS NULL ORDER BY at, id',
+        [a, b],
+      );
+      return r.rows.map(toMerge);
+    },
     async saveMerge(m) {
       await q.query('UPDATE member_merges SET undone_at = $2 WHERE id = $1', [m.id, m.undoneAt]);
     },
@@ -429,15 +438,15 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
     async insertCoupon(c) {
       const r = await q.query(
         `INSERT INTO coupons (${COUPON_COLS}) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
-         ON CONFLICT (rule_id, trigger_key) DO NOTHING`,
+         ON CONFLICT (rule_id, trigger_key, template_id) DO NOTHING`,
         couponParams(c),
       );
       return r.affected === 1;
     },
-    async couponByTrigger(ruleId, triggerKey) {
+    async couponByTrigger(ruleId, triggerKey, templateId) {
       const r = await q.query<CouponDbRow>(
-        `SELECT ${COUPON_COLS} FROM coupons WHERE rule_id = $1 AND trigger_key = $2`,
-        [ruleId, triggerKey],
+        `SELECT ${COUPON_COLS} FROM coupons WHERE rule_id = $1 AND trigger_key = $2 AND template_id = $3`,
+        [ruleId, triggerKey, templateId],
       );
       return r.rows[0] && toCoupon(r.rows[0]);
     },

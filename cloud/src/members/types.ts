@@ -103,7 +103,7 @@ export interface Coupon {
   memberId: string;
   ruleId: string;
   ruleVersion: number;
-  /** [COUPON-ONCE-1] (ruleId, triggerKey) is unique. */
+  /** [COUPON-ONCE-1] (ruleId, triggerKey, templateId) is unique. */
   triggerKey: string;
   /** Time of the triggering event (the cap window is measured on it). */
   triggerAt: number;

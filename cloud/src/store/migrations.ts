@@ -592,7 +592,7 @@ CREATE TABLE coupons (
   discount_cents integer,
   subtotal_cents integer,
   gateway        text,
-  UNIQUE (rule_id, trigger_key)
+  UNIQUE (rule_id, trigger_key, template_id)
 );
 CREATE INDEX coupons_member ON coupons (member_id, template_id, trigger_at);
 CREATE TABLE coupon_deliveries (
