@@ -12,4 +12,4 @@ import { powerloss } from './scenarios/powerloss.ts';
 import { coupons } from './torture-coupons.ts';
 import { vending } from './torture-vending.ts';
 
-await dispatch('torture', [crash, diskfull, outage, powerloss, vending]);
+await dispatch('torture', [crash, diskfull, outage, powerloss, vending, coupons]);
