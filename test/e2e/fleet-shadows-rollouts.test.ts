@@ -89,6 +89,20 @@ function startGatewayEdge(id: GwId): Promise<EdgeAgent> {
 const metric = (registry: { getSingleMetricAsString(name: string): Promise<string> }, name: string) =>
   registry.getSingleMetricAsString(name);
 
+/** Waits for a rollout state; on timeout the error shows the rollout and its targets. */
+async function rolloutIn(id: string, state: string): Promise<Rollout> {
+  try {
+    return await until(`rollout ${id} ${state}`, async () => {
+      const r = await api<Rollout>(`/rollouts/${id}`);
+      return r.body.state === state ? r.body : undefined;
+    });
+  } catch (e) {
+    const r = (await api<Rollout>(`/rollouts/${id}`)).body;
+    const t = (await api<unknown>(`/rollouts/${id}/targets`)).body;
+    throw new Error(`${(e as Error).message}; rollout ${JSON.stringify(r)}; targets ${JSON.stringify(t)}`);
+  }
+}
+
 interface Shadow {
   desiredVersion: number;
   reportedVersion: number;
@@ -302,10 +316,7 @@ describe('rollouts', () => {
     const noRollout = await api<{ code: string }>('/rollouts/01ARZ3NDEKTSV4RRFFQ69G5FAV');
     expect([noRollout.status, noRollout.body.code]).toEqual([404, 'CLOUD_ERR_NOT_FOUND']);
 
-    const done = await until('the rollout rolled back', async () => {
-      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
-      return r.body.state === 'rolled_back' ? r.body : undefined;
-    });
+    const done = await rolloutIn(created.body.id, 'rolled_back');
     expect(done.reason).toMatch(/halted: wave 0: 1 of 2 target\(s\) failed/);
     expect(await metric(cloud.metrics.registry, 'storelink_cloud_rollouts_halted_total')).toMatch(/ 1\b/);
     const targets = (await api<Target[]>(`/rollouts/${created.body.id}/targets`)).body;
@@ -348,10 +359,7 @@ describe('rollouts', () => {
         errorThreshold: 0,
       },
     });
-    const done = await until('the rollout rolled back', async () => {
-      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
-      return r.body.state === 'rolled_back' ? r.body : undefined;
-    });
+    const done = await rolloutIn(created.body.id, 'rolled_back');
     expect(done.counts.rolled_back).toBe(1);
     const [t] = (await api<Target[]>(`/rollouts/${created.body.id}/targets`)).body;
     expect(t!.code).toBe('BAD_IMAGE');
@@ -371,10 +379,7 @@ describe('rollouts', () => {
       },
     });
     expect(created.status).toBe(201);
-    const waiting = await until('wave 1 awaiting approval', async () => {
-      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
-      return r.body.state === 'awaiting_approval' ? r.body : undefined;
-    });
+    const waiting = await rolloutIn(created.body.id, 'awaiting_approval');
     expect(waiting.currentWave).toBe(1);
     expect(waiting.waveCounts[0]!.counts.succeeded).toBe(1);
     expect(sims.get('fa-1')!.config()).toMatchObject({ tempHighC: 9 });
@@ -386,10 +391,7 @@ describe('rollouts', () => {
     const again = await api<{ code: string }>(`/rollouts/${created.body.id}/approve`, { method: 'POST' });
     expect(again.status).toBe(409);
     expect(again.body.code).toBe('CLOUD_ERR_ROLLOUT_STATE');
-    await until('rollout completed', async () => {
-      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
-      return r.body.state === 'completed' ? r.body : undefined;
-    });
+    await rolloutIn(created.body.id, 'completed');
     expect(sims.get('fb-1')!.config()).toMatchObject({ tempHighC: 9 });
     // The device shadow still carries the earlier manual keys alongside the rollout's.
     expect((await api<Shadow>('/shadows/gw-b/devices/fb-1')).body.desired).toMatchObject({
@@ -411,10 +413,7 @@ describe('rollouts', () => {
     });
     expect(created.status).toBe(201);
     // Half of the wave is enough to complete; gw-b's target stays sent.
-    await until('rollout completed with gw-a', async () => {
-      const r = await api<Rollout>(`/rollouts/${created.body.id}`);
-      return r.body.state === 'completed' ? r.body : undefined;
-    });
+    await rolloutIn(created.body.id, 'completed');
     const state = async (gw: string) =>
       (await api<Target[]>(`/rollouts/${created.body.id}/targets`)).body.find((t) => t.gateway === gw)!.state;
     expect(await state('gw-a')).toBe('succeeded');

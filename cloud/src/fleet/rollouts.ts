@@ -409,6 +409,7 @@ export class RolloutService {
 
   private async advance(id: string): Promise<void> {
     for (;;) {
+      await this.syncWithShadows(id);
       const r = await this.mustGet(id);
       if (r.state === 'rolling_back') {
         await this.rollbackAnswered(r);
@@ -449,6 +450,38 @@ export class RolloutService {
     }
   }
 
+  /**
+   * Safety net under the outcome path: a target whose shadow already shows the outcome of
+   * its version (applied at or beyond it, or failed at it) takes that state, should its
+   * report have been missed. Normally a no-op: the report updates both in one transaction.
+   */
+  private async syncWithShadows(id: string): Promise<void> {
+    const now = this.o.now();
+    await this.o.sql.query(
+      `UPDATE fleet_rollout_targets t SET
+         state = CASE WHEN s.reported_version >= t.version THEN 'succeeded' ELSE 'failed' END,
+         code = CASE WHEN s.reported_version >= t.version THEN t.code ELSE s.error_code END,
+         message = CASE WHEN s.reported_version >= t.version THEN t.message ELSE s.error_message END,
+         updated_at = $2
+       FROM fleet_shadows s
+       WHERE t.rollout_id = $1 AND t.state = 'sent' AND s.gateway = t.gateway AND s.device = t.device
+         AND (s.reported_version >= t.version OR (s.status = 'failed' AND s.desired_version = t.version))`,
+      [id, now],
+    );
+    await this.o.sql.query(
+      `UPDATE fleet_rollout_targets t SET
+         state = CASE WHEN s.reported_version >= t.rollback_version THEN 'rolled_back' ELSE 'rollback_failed' END,
+         code = CASE WHEN s.reported_version >= t.rollback_version THEN t.code ELSE s.error_code END,
+         updated_at = $2
+       FROM fleet_shadows s
+       WHERE t.rollout_id = $1 AND t.state = 'rolling_back' AND t.rollback_version IS NOT NULL
+         AND s.gateway = t.gateway AND s.device = t.device
+         AND (s.reported_version >= t.rollback_version
+              OR (s.status = 'failed' AND s.desired_version = t.rollback_version))`,
+      [id, now],
+    );
+  }
+
   /** Gives each pending target of the current wave the change (a desired shadow version). */
   private async sendPending(r: RolloutRecord): Promise<void> {
     const pending = await this.o.sql.query<TargetRow>(
@@ -462,12 +495,28 @@ export class RolloutService {
       const previous: ShadowDoc = {};
       for (const k of Object.keys(r.change)) previous[k] = before?.reported[k] ?? null;
       let s: ShadowRecord;
+      let recorded = false;
       try {
-        s = await this.o.shadows.change({ gateway: t.gateway, device, patch: r.change });
+        s = await this.o.shadows.change({
+          gateway: t.gateway,
+          device,
+          patch: r.change,
+          // Recorded with the desired version, before its command leaves [ROLLOUT-WAVE-1].
+          withVersion: async (tx, version) => {
+            await tx.query(
+              `UPDATE fleet_rollout_targets SET state = 'sent', version = $4, previous = $5, updated_at = $6
+               WHERE rollout_id = $1 AND gateway = $2 AND device = $3 AND state = 'pending'`,
+              [r.id, t.gateway, t.device, version, JSON.stringify(previous), this.o.now()],
+            );
+            recorded = true;
+          },
+        });
       } catch (e) {
         await this.setTarget(r.id, t, 'failed', { code: codeOf(e), message: (e as Error).message });
         continue;
       }
+      if (recorded) continue;
+      // Desired already held the change: no new version, judge by the shadow as it is.
       const done = s.reportedVersion >= s.desiredVersion && s.status === 'in_sync';
       await this.o.sql.query(
         `UPDATE fleet_rollout_targets SET state = $4, version = $5, previous = $6, updated_at = $7
@@ -549,7 +598,21 @@ export class RolloutService {
       patch = Object.fromEntries(Object.keys(r.change).map((k) => [k, previous[k] ?? null]));
     }
     try {
-      const s = await this.o.shadows.change({ gateway: t.gateway, device, patch });
+      let recorded = false;
+      const s = await this.o.shadows.change({
+        gateway: t.gateway,
+        device,
+        patch,
+        withVersion: async (tx, version) => {
+          await tx.query(
+            `UPDATE fleet_rollout_targets SET state = 'rolling_back', rollback_version = $4, updated_at = $5
+             WHERE rollout_id = $1 AND gateway = $2 AND device = $3`,
+            [r.id, t.gateway, t.device, version, this.o.now()],
+          );
+          recorded = true;
+        },
+      });
+      if (recorded) return;
       const done = s.reportedVersion >= s.desiredVersion && s.status === 'in_sync';
       await this.o.sql.query(
         `UPDATE fleet_rollout_targets SET state = $4, rollback_version = $5, updated_at = $6

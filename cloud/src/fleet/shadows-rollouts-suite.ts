@@ -24,6 +24,7 @@ export function runShadowsRolloutsSuite(name: string, open: () => Promise<SqlClo
   let seq = 0;
   const sent: Array<SendCommandInput & { id: string }> = [];
   const commands = new Map<string, Partial<CommandRecord>>();
+  const instantEdge = new Set<string>();
 
   /** What the edge would report for a shadow version, through the ingest hook. */
   async function report(p: fleet.ShadowReported & { gateway: string }) {
@@ -94,6 +95,18 @@ export function runShadowsRolloutsSuite(name: string, open: () => Promise<SqlClo
         const id = newId(now);
         sent.push({ ...c, id });
         commands.set(id, { id, status: 'sent', expiresAt: now + (c.ttlMs ?? 1000) });
+        // An edge so fast its report is committed before sendCommand even returns.
+        if (instantEdge.has(c.gateway)) {
+          const p = c.payload as fleet.ShadowDelta;
+          await report({
+            gateway: c.gateway,
+            version: p.version,
+            status: 'applied',
+            reported: p.desired,
+            previous: {},
+            applied: Object.keys(p.desired),
+          });
+        }
         return { id } as CommandRecord;
       },
       getCommand: async (id) => commands.get(id) as CommandRecord | undefined,
@@ -373,6 +386,37 @@ export function runShadowsRolloutsSuite(name: string, open: () => Promise<SqlClo
       expect(waiting.waveCounts[0]!.counts).toMatchObject({ skipped: 1, succeeded: 1 });
       await rollouts.approve(r.id);
       await applyAll(['gw-2']);
+      await rollouts.step(r.id);
+      expect((await rollouts.get(r.id))!.state).toBe('completed');
+    });
+
+    it('a report committed before the change call returns still counts (no stuck target)', async () => {
+      instantEdge.add('gw-8');
+      try {
+        const r = await rollouts.create({
+          kind: 'config',
+          config: { fastKey: 1 },
+          waves: [{ gateways: ['gw-8'] }],
+        });
+        expect(r.state).toBe('completed');
+        expect((await rollouts.targets(r.id))[0]).toMatchObject({ state: 'succeeded' });
+      } finally {
+        instantEdge.delete('gw-8');
+      }
+    });
+
+    it('a missed report is caught from the shadow itself', async () => {
+      const r = await rollouts.create({
+        kind: 'config',
+        config: { lostKey: 1 },
+        waves: [{ gateways: ['gw-9'] }],
+      });
+      const v = (await shadows.get('gw-9'))!.desiredVersion;
+      // The shadow moved (as the ingest hook would) but the rollout was never told.
+      await store.sql.query(
+        `UPDATE fleet_shadows SET reported_version = $2, status = 'in_sync' WHERE gateway = $1 AND device = ''`,
+        ['gw-9', v],
+      );
       await rollouts.step(r.id);
       expect((await rollouts.get(r.id))!.state).toBe('completed');
     });

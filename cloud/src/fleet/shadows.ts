@@ -57,6 +57,11 @@ export interface ShadowChange {
   patch: ShadowDoc;
   /** [SHADOW-VERSION-1] the desired version the change was made against; omit to merge blindly. */
   expectedVersion?: number;
+  /**
+   * Runs inside the change's transaction with the new version, before the command is
+   * sent: a caller recording the version (a rollout target) can never miss the report.
+   */
+  withVersion?: (tx: SqlQueryable, version: number) => Promise<void>;
 }
 
 export interface ShadowServiceOptions {
@@ -209,6 +214,7 @@ export class ShadowService {
          RETURNING *`,
         [c.gateway, device, JSON.stringify(desired), version + 1, now],
       );
+      await c.withVersion?.(tx, version + 1);
       return toRecord(r.rows[0]!);
     });
     if (!changed) return (await this.get(c.gateway, c.device))!;
