@@ -117,8 +117,8 @@ export class Gallery {
 
   /**
    * Best match by cosine similarity [VISION-MATCH-1]. Small galleries: exact scan. From
-   * EXACT_BELOW members on, two stages: a coarse score on a 128-d signed block-sum sketch
-   * of every row (1/8 of the memory traffic) picks CANDIDATES rows, which are then scored
+   * EXACT_BELOW members on, two stages: a coarse score on a 64-d signed block-sum sketch
+   * of every row (1/16 of the memory traffic) picks CANDIDATES rows, which are then scored
    * exactly on all 1024 dimensions. The reported similarity is always the exact one.
    */
   match(q: Float32Array): Match | undefined {
@@ -228,8 +228,8 @@ export class Gallery {
 /** Below this many members the exact scan is cheap enough on its own. */
 const EXACT_BELOW = 512;
 /** Rows re-scored exactly after the coarse pass. */
-const CANDIDATES = 64;
-const SKETCH_DIM = 128;
+const CANDIDATES = 128;
+const SKETCH_DIM = 64;
 const BLOCK = vision.EMBEDDING_DIM / SKETCH_DIM;
 /** Fixed pseudo-random ±1 per input dimension (same on every edge; no training data needed). */
 const SIGNS = (() => {
@@ -242,7 +242,7 @@ const SIGNS = (() => {
   return out;
 })();
 
-/** Sparse sign projection 1024 → 128: each output sums 8 inputs with random signs (a JL-style sketch). */
+/** Sparse sign projection 1024 → 64: each output sums 16 inputs with random signs (a JL-style sketch). */
 function sketch(v: Float32Array): Float32Array {
   const out = new Float32Array(SKETCH_DIM);
   for (let k = 0; k < SKETCH_DIM; k++) {
