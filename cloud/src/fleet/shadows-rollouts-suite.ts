@@ -92,7 +92,7 @@ export function runShadowsRolloutsSuite(name: string, open: () => Promise<SqlClo
       sql: store.sql,
       now: () => now,
       sendCommand: async (c) => {
-        const id = newId(now);
+        const id = c.id ?? newId(now);
         sent.push({ ...c, id });
         commands.set(id, { id, status: 'sent', expiresAt: now + (c.ttlMs ?? 1000) });
         // An edge so fast its report is committed before sendCommand even returns.

@@ -1,4 +1,4 @@
-import { type CommandResult, type EventEnvelope, fleet } from '@storelink/protocols';
+import { type CommandResult, type EventEnvelope, fleet, newId } from '@storelink/protocols';
 import type { Logger } from 'pino';
 import type { SendCommandInput } from '../commands/service.ts';
 import { cloudError } from '../errors.ts';
@@ -230,28 +230,27 @@ export class ShadowService {
   private async issue(s: ShadowRecord): Promise<ShadowRecord> {
     const payload: fleet.ShadowDelta = { version: s.desiredVersion, desired: s.desired };
     if (s.device !== null) payload.device = s.device;
-    let commandId: string | undefined;
+    // The id is recorded before the command exists, so its result can never arrive for a
+    // shadow that does not know it yet.
+    const commandId = newId(this.o.now());
+    await this.o.sql.query(
+      `UPDATE fleet_shadows SET command_id = $1 WHERE gateway = $2 AND device = $3 AND desired_version = $4`,
+      [commandId, s.gateway, devKey(s.device), s.desiredVersion],
+    );
     try {
-      const cmd = await this.o.sendCommand({
+      await this.o.sendCommand({
         gateway: s.gateway,
         type: fleet.SHADOW_DELTA,
         payload,
         ttlMs: this.ttlMs,
+        id: commandId,
       });
-      commandId = cmd.id;
     } catch (e) {
-      // Stored but not published (broker down): CMD-REDELIVER-1 publishes it at birth.
-      const id = (e as { details?: { id?: string } }).details?.id;
-      if (typeof id === 'string') commandId = id;
+      // Stored but not published (broker down): CMD-REDELIVER-1 publishes it at birth;
+      // not stored at all: the birth reconcile issues a new one [SHADOW-REDELIVER-1].
       this.log?.warn(
         { gateway: s.gateway, device: s.device, err: (e as Error).message },
         'shadow.delta not published',
-      );
-    }
-    if (commandId !== undefined) {
-      await this.o.sql.query(
-        `UPDATE fleet_shadows SET command_id = $1 WHERE gateway = $2 AND device = $3 AND desired_version = $4`,
-        [commandId, s.gateway, devKey(s.device), s.desiredVersion],
       );
     }
     return (await this.get(s.gateway, s.device))!;
