@@ -5,6 +5,7 @@
  */
 import { dispenseBench } from './dispense.ts';
 import { eslBench } from './esl.ts';
+import { membersBench } from './members.ts';
 import { fleetBench } from './fleet.ts';
 import { dispatch } from './lib.ts';
 import { rfidBench } from './rfid.ts';

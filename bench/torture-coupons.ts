@@ -86,7 +86,10 @@ export const RULES = [
     name: 'a purchase of 8 yuan or more',
     on: ['purchase'],
     conditions: [{ type: 'event', field: 'amountCents', op: 'gte', value: 800 }],
-    actions: [{ type: 'issue_coupon', template: 'big-spender' }, { type: 'tag', tag: 'big-basket' }],
+    actions: [
+      { type: 'issue_coupon', template: 'big-spender' },
+      { type: 'tag', tag: 'big-basket' },
+    ],
   },
 ];
 
@@ -108,7 +111,7 @@ export async function runCouponsTorture(o: CouponsTortureOptions): Promise<Coupo
   const budgets = { 'welcome-back': Math.ceil(members * 2), 'big-spender': Math.ceil(members / 4) };
 
   let repo: MembersRepo;
-  let close = async () => undefined as void;
+  let close: () => Promise<void> = async () => undefined;
   if ((o.store ?? 'memory') === 'pglite') {
     const sql = await openPglite();
     await migrate(sql);
@@ -146,7 +149,8 @@ export async function runCouponsTorture(o: CouponsTortureOptions): Promise<Coupo
     } else delivered.push(ev);
     if (rand() < dupRate) late.push({ due: i + Math.floor(rand() * 2_000), ev });
     while (late.length && late[0]!.due <= i) delivered.push(late.shift()!.ev);
-    if (late.length > 1 && late[late.length - 1]!.due < late[late.length - 2]!.due) late.sort((a, b) => a.due - b.due);
+    if (late.length > 1 && late[late.length - 1]!.due < late[late.length - 2]!.due)
+      late.sort((a, b) => a.due - b.due);
   }
   for (const l of late.sort((a, b) => a.due - b.due)) delivered.push(l.ev);
 
@@ -234,7 +238,8 @@ export function judge(coupons: Coupon[], budgets: Record<string, number>) {
 
 export const coupons: Scenario<CouponsTortureResult> = {
   name: 'coupons',
-  description: 'member events replayed with duplicates and out of order: no duplicate, over-cap or over-budget coupon',
+  description:
+    'member events replayed with duplicates and out of order: no duplicate, over-cap or over-budget coupon',
   options: {
     events: { type: 'string', default: '1000000' },
     seed: { type: 'string', default: '7' },

@@ -75,7 +75,8 @@ export async function linkIds(
   // A first-seen id joins the other side's member; only when both are new is one created.
   const known = await tx.memberOfIds([x, y]);
   if (!known.has(x) && !known.has(y)) await ensureMember(tx, x, ev.at, o);
-  for (const k of [x, y]) if (!known.has(k) && parseIdKey(k).type === 'member') await ensureMember(tx, k, ev.at, o);
+  for (const k of [x, y])
+    if (!known.has(k) && parseIdKey(k).type === 'member') await ensureMember(tx, k, ev.at, o);
   const [a, b] = canonicalPair(x, y);
   const existing = await tx.getLink(a, b);
   let status: LinkOutcome['status'] = 'linked';

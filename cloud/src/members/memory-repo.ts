@@ -50,7 +50,10 @@ export class MemoryMembersRepo implements MembersRepo {
   private setIndex<K, V>(m: Map<K, Set<V>>, k: K, v: V, add: boolean) {
     let s = m.get(k);
     if (add) {
-      if (!s) m.set(k, (s = new Set()));
+      if (!s) {
+        s = new Set();
+        m.set(k, s);
+      }
       s.add(v);
     } else s?.delete(v);
   }
@@ -157,7 +160,10 @@ export class MemoryMembersRepo implements MembersRepo {
         if (this.activity.has(a.key)) return false;
         putMap(this.activity, a.key, a);
         let list = this.activityById.get(a.idKey);
-        if (!list) this.activityById.set(a.idKey, (list = []));
+        if (!list) {
+          list = [];
+          this.activityById.set(a.idKey, list);
+        }
         list.push(a);
         const l = list;
         undo.push(() => l.splice(l.indexOf(a), 1));
@@ -190,7 +196,10 @@ export class MemoryMembersRepo implements MembersRepo {
       },
       setTag: async (t) => {
         let m = this.tags.get(t.memberId);
-        if (!m) this.tags.set(t.memberId, (m = new Map()));
+        if (!m) {
+          m = new Map();
+          this.tags.set(t.memberId, m);
+        }
         putMap(m, t.tag, t);
       },
       removeTag: async (memberId, tag) => {
@@ -233,7 +242,10 @@ export class MemoryMembersRepo implements MembersRepo {
         putMap(this.couponsByTrigger, tk, c.id);
         putMap(this.coupons, c.id, { ...c });
         let list = this.couponsByMember.get(c.memberId);
-        if (!list) this.couponsByMember.set(c.memberId, (list = []));
+        if (!list) {
+          list = [];
+          this.couponsByMember.set(c.memberId, list);
+        }
         list.push(this.coupons.get(c.id)!);
         const l = list;
         undo.push(() => l.pop());

@@ -60,11 +60,8 @@ export function computeProfile(acts: readonly Activity[], now: number): Profile 
   for (const a of acts) {
     const k = `${a.channel}\u0000${a.store}`;
     let s = by.get(k);
-    if (!s)
-      by.set(
-        k,
-        (s = { channel: a.channel, store: a.store, visits: 0, purchases: 0, spendCents: 0, lastSeen: 0 }),
-      );
+    if (!s) s = { channel: a.channel, store: a.store, visits: 0, purchases: 0, spendCents: 0, lastSeen: 0 };
+    by.set(k, s);
     s.lastSeen = Math.max(s.lastSeen, a.at);
     lastSeen = Math.max(lastSeen ?? 0, a.at);
     if (VISIT_KINDS.has(a.kind)) {
