@@ -23,4 +23,5 @@ await dispatch('bench', [
   rfidBench,
   visionBench,
   shadowsBench,
+  membersBench,
 ]);
