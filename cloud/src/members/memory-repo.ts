@@ -313,6 +313,8 @@ export class MemoryMembersRepo implements MembersRepo {
         putMap(this.rules, r.id, [...list, r]);
         return true;
       },
+      latestRules: async () =>
+        [...this.rules.values()].map((l) => l.reduce((a, b) => (a.version > b.version ? a : b))),
       latestRuleVersion: async (id) => Math.max(0, ...(this.rules.get(id) ?? []).map((r) => r.version)),
     };
     try {

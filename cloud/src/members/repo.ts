@@ -78,6 +78,8 @@ export interface MembersTx {
   // rules
   insertRuleVersion(r: RuleVersion): Promise<boolean>;
   latestRuleVersion(id: string): Promise<number>;
+  /** Latest version of every rule (read inside the caller's transaction: no second connection). */
+  latestRules(): Promise<RuleVersion[]>;
 }
 
 export interface MembersRepo {
@@ -509,6 +511,12 @@ export function sqlMembersTx(q: SqlQueryable): MembersTx {
         [r.id, r.version, j(r.body), r.createdAt],
       );
       return x.affected === 1;
+    },
+    async latestRules() {
+      const r = await q.query<{ id: string; version: number; body: unknown; created_at: number }>(
+        'SELECT DISTINCT ON (id) * FROM member_rules ORDER BY id, version DESC',
+      );
+      return r.rows.map((x) => ({ id: x.id, version: x.version, body: x.body, createdAt: x.created_at }));
     },
     async latestRuleVersion(id) {
       const r = await q.query<{ v: number | null }>(

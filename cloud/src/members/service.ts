@@ -344,7 +344,7 @@ export class MembersService implements CouponRedeemer {
     dryRun: boolean,
     only?: { rule: Rule; version: number }[],
   ) {
-    const rules = only ?? (await this.loadRules());
+    const rules = only ?? (await this.loadRules(tx));
     const coupons: Coupon[] = [];
     const tags: string[] = [];
     const explain: {
@@ -452,9 +452,9 @@ export class MembersService implements CouponRedeemer {
     return { rule, evaluated: results.length, matched: results.filter((r) => r.matched).length, results };
   }
 
-  private async loadRules() {
+  private async loadRules(tx: MembersTx) {
     if (!this.rules) {
-      const rows = await this.opts.repo.latestRules();
+      const rows = await tx.latestRules();
       this.rules = rows
         .map((r) => ({ rule: r.body as Rule, version: r.version }))
         .sort((a, b) => (a.rule.id < b.rule.id ? -1 : 1));
