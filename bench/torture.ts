@@ -5,6 +5,7 @@
  * reordered, ...) is not zero.
  */
 import { dispatch } from './lib.ts';
+import { cabinet } from './torture-cabinet.ts';
 import { crash } from './scenarios/crash.ts';
 import { diskfull } from './scenarios/diskfull.ts';
 import { outage } from './scenarios/outage.ts';
@@ -12,4 +13,4 @@ import { powerloss } from './scenarios/powerloss.ts';
 import { coupons } from './torture-coupons.ts';
 import { vending } from './torture-vending.ts';
 
-await dispatch('torture', [crash, diskfull, outage, powerloss, vending, coupons]);
+await dispatch('torture', [crash, diskfull, outage, powerloss, vending, cabinet, coupons]);

@@ -13,6 +13,8 @@ export interface InventoryItem {
   key: string;
   sku: string;
   qty: number;
+  /** Weight lanes: the SKU's unit weight (lets the diff recognise a put-back on the wrong lane). */
+  unitGrams?: number;
 }
 
 /** A key whose content could not be attributed (ambiguous lane weight, unknown EPC). */
@@ -105,7 +107,15 @@ export function weightInventory(
               candidates: r.candidates.map((x) => `${x.count}x${x.sku}`),
               ...(c.netGrams !== undefined ? { netGrams: c.netGrams } : {}),
             });
-          } else if (r.count > 0) inv.items.push({ key, sku: r.sku, qty: r.count });
+          } else if (r.count > 0) {
+            const unitGrams = s.lanes.get(c.lane)?.plan.skus.find((x) => x.sku === r.sku)?.unitGrams;
+            inv.items.push({
+              key,
+              sku: r.sku,
+              qty: r.count,
+              ...(unitGrams !== undefined ? { unitGrams } : {}),
+            });
+          }
         }
       }
       return inv;
@@ -143,17 +153,22 @@ export function rfidInventory(reader: RfidReaderLike, o: RfidInventoryOptions): 
   return {
     async snapshot(opts) {
       const seen = new Set<string>();
-      let complete = true;
+      let completeRounds = 0;
+      let attempts = 0;
       const round = async () => {
+        attempts++;
         const r = await reader.inventoryNow();
-        if (!r.complete) complete = false;
+        if (r.complete) completeRounds++;
         for (const epc of r.tags.keys()) seen.add(epc);
       };
-      for (let i = 0; i < rounds; i++) await round();
+      // A round with a failed antenna does not count towards the quota (its reads do).
+      while (completeRounds < rounds && attempts < rounds + extra) await round();
       const expected = (opts?.expect?.items ?? [])
         .filter((it) => it.key.startsWith('rfid:'))
         .map((it) => it.key.slice(5));
-      for (let i = 0; i < extra && expected.some((e) => !seen.has(e)); i++) await round();
+      for (let i = 0; i < extra && attempts < rounds + 2 * extra && expected.some((e) => !seen.has(e)); i++)
+        await round();
+      const complete = completeRounds >= rounds;
       const inv: Inventory = { items: [], unresolved: [], sources: ['rfid'] };
       for (const epc of seen) {
         const sku = o.skuOf(epc);
@@ -170,6 +185,46 @@ export function rfidInventory(reader: RfidReaderLike, o: RfidInventoryOptions): 
 }
 
 // ---------------------------------------------------------------- diff
+
+/**
+ * [CAB-DIFF-2] weight lanes: an item missing from lane A while lane B (another SKU of the
+ * same unit weight) gained one is, by weight alone, a put-back on the wrong lane as much
+ * as a take plus a foreign item. Customers misplace cans far more often than they bring
+ * in foreign ones, so the pair cancels: nothing is charged or returned for it and lane A
+ * is reported ambiguous (staff re-faces the shelf). Per key: how many items to add back
+ * to its closing count (positive on the losing lane, negative on the gaining one).
+ */
+function misplacedPutBacks(
+  open: Map<string, InventoryItem>,
+  close: Map<string, InventoryItem>,
+  skip: Set<string>,
+): Map<string, number> {
+  const losses: Array<{ key: string; unit: number; n: number }> = [];
+  const gains: Array<{ key: string; unit: number; n: number }> = [];
+  for (const key of new Set([...open.keys(), ...close.keys()])) {
+    if (!key.startsWith('w:') || skip.has(key)) continue;
+    const a = open.get(key);
+    const b = close.get(key);
+    const unit = a?.unitGrams ?? b?.unitGrams;
+    if (unit === undefined) continue;
+    const d = (b?.qty ?? 0) - (a?.qty ?? 0);
+    if (d < 0) losses.push({ key, unit, n: -d });
+    if (d > 0) gains.push({ key, unit, n: d });
+  }
+  const out = new Map<string, number>();
+  for (const g of gains) {
+    for (const l of losses) {
+      if (g.n === 0) break;
+      if (l.n === 0 || Math.abs(l.unit - g.unit) > 0.02 * l.unit) continue;
+      const n = Math.min(l.n, g.n);
+      l.n -= n;
+      g.n -= n;
+      out.set(l.key, (out.get(l.key) ?? 0) + n);
+      out.set(g.key, (out.get(g.key) ?? 0) - n);
+    }
+  }
+  return out;
+}
 
 export interface InventoryDiff {
   taken: Array<{ sku: string; qty: number }>;
@@ -193,6 +248,7 @@ export function diffInventory(opening: Inventory, closing: Inventory): Inventory
   const open = new Map(opening.items.map((i) => [i.key, i]));
   const close = new Map(closing.items.map((i) => [i.key, i]));
   const unresolvedKeys = new Set([...opening.unresolved, ...closing.unresolved].map((u) => u.key));
+  const misplaced = misplacedPutBacks(open, close, unresolvedKeys);
   const takenBySku = new Map<string, number>();
   const returnedBySku = new Map<string, number>();
   const add = (m: Map<string, number>, sku: string, n: number) => m.set(sku, (m.get(sku) ?? 0) + n);
@@ -201,7 +257,8 @@ export function diffInventory(opening: Inventory, closing: Inventory): Inventory
     const a = open.get(key);
     const b = close.get(key);
     const before = a?.qty ?? 0;
-    const after = b?.qty ?? 0;
+    // [CAB-DIFF-2] a put-back on the wrong lane: neither a take nor a return.
+    const after = (b?.qty ?? 0) + (misplaced.get(key) ?? 0);
     if (a && b && a.sku !== b.sku) {
       add(takenBySku, a.sku, before);
       add(returnedBySku, b.sku, after);
@@ -224,6 +281,10 @@ export function diffInventory(opening: Inventory, closing: Inventory): Inventory
       .map(([sku, qty]) => ({ sku, qty }));
   const unresolved: InventoryDiff['unresolved'] = [];
   const seen = new Set<string>();
+  for (const [key, n] of misplaced) {
+    if (n > 0)
+      unresolved.push({ key, reason: 'ambiguous', candidates: [`${n}x put back on a lane of equal weight`] });
+  }
   for (const u of [...closing.unresolved, ...opening.unresolved]) {
     if (seen.has(u.key)) continue;
     seen.add(u.key);

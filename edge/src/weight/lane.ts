@@ -10,9 +10,12 @@
  *   `stableTolG` of each other; only stable values are compared (a hand resting on the
  *   shelf or a swinging product never makes an event).
  * - [WEIGHT-DRIFT-1] a stable value that differs from the last level by less than
- *   `thresholdG` is creep or temperature drift, not an item: the level follows it and
- *   the drift is accumulated (and subtracted when counting), so slow creep never adds
- *   up to a false take.
+ *   `thresholdG` is creep or temperature drift, not an item: the level follows it, so slow
+ *   creep never adds up to a false take and a change's delta is measured from where the
+ *   lane really was. The net weight keeps the creep: integrating the small differences
+ *   into a drift estimate turned averaging noise into a random walk (tens of grams after
+ *   a day of sampling in the cabinet torture run, docs/cabinet.md), so counting allows
+ *   for a bounded creep instead (planogram.ts `creepG`) and tare resets it.
  * - [WEIGHT-EVENT-1] a stable change of at least `thresholdG` is one change event with
  *   its signed delta; the level moves to the new value.
  * - Tare: `tare()` makes the current stable weight the zero (empty lane) and clears the
@@ -51,7 +54,8 @@ export class WeightLane {
   private readonly medians: number[] = [];
   /** Last accepted stable weight (grams above tare, drift included). */
   private level: number | undefined;
-  private driftG = 0;
+  /** Level right after the last change (or the first stable value). */
+  private eventLevel: number | undefined;
   private stableNow = false;
   readonly counters = { readings: 0, changes: 0, driftUpdates: 0, rejected: 0 };
 
@@ -82,35 +86,35 @@ export class WeightLane {
     const value = mean(this.medians);
     if (this.level === undefined) {
       this.level = value;
+      this.eventLevel = value;
       return undefined;
     }
     const d = value - this.level;
     if (Math.abs(d) < this.thresholdG) {
-      // [WEIGHT-DRIFT-1] creep: follow it, remember it.
-      if (d !== 0) {
-        this.driftG += d;
-        this.counters.driftUpdates++;
-      }
+      // [WEIGHT-DRIFT-1] creep: the level follows it, so it never adds up to a change.
       this.level = value;
+      this.counters.driftUpdates++;
       return undefined;
     }
     // [WEIGHT-EVENT-1]
     this.level = value;
+    this.eventLevel = value;
     this.counters.changes++;
-    return { lane: this.id, at, deltaGrams: round1(d), netGrams: round1(value - this.driftG) };
+    return { lane: this.id, at, deltaGrams: round1(d), netGrams: round1(value) };
   }
 
   get stable(): boolean {
     return this.stableNow;
   }
 
-  /** Net weight on the lane (grams above tare, accumulated drift removed); undefined before the first stable value. */
+  /** Net weight on the lane (grams above tare, creep included); undefined before the first stable value. */
   get netGrams(): number | undefined {
-    return this.level === undefined ? undefined : this.level - this.driftG;
+    return this.level;
   }
 
+  /** Creep followed since the last change (informational; counting allows for it, see planogram.ts). */
   get drift(): number {
-    return this.driftG;
+    return this.level === undefined || this.eventLevel === undefined ? 0 : this.level - this.eventLevel;
   }
 
   /** The current stable value becomes zero (call with the lane empty). */
@@ -118,7 +122,7 @@ export class WeightLane {
     if (!this.stableNow || this.level === undefined) return false;
     this.tareCounts += this.level / this.gramsPerCount;
     this.level = 0;
-    this.driftG = 0;
+    this.eventLevel = 0;
     this.raw.length = 0;
     this.medians.length = 0;
     return true;

@@ -24,8 +24,13 @@ export interface Tolerance {
   absG: number;
   /** Relative tolerance of the item weight (products vary: 2% is typical for packaged goods). */
   rel: number;
+  /**
+   * Load-cell creep allowed when counting a lane from its net weight [WEIGHT-DRIFT-1]
+   * (never more than a third of the unit weight, so a count stays unambiguous).
+   */
+  creepG: number;
 }
-export const DEFAULT_TOLERANCE: Tolerance = { absG: 4, rel: 0.02 };
+export const DEFAULT_TOLERANCE: Tolerance = { absG: 4, rel: 0.02, creepG: 15 };
 
 export type Classification =
   | { kind: 'match'; sku: string; count: number }
@@ -67,7 +72,8 @@ export function countOnLane(netGrams: number, plan: LanePlanogram, tol: Toleranc
     const s = plan.skus[0]!;
     const n = Math.round(netGrams / s.unitGrams);
     const err = Math.abs(netGrams - n * s.unitGrams);
-    if (n >= 0 && err <= tol.absG + tol.rel * n * s.unitGrams)
+    const creep = Math.min(tol.creepG, s.unitGrams / 3);
+    if (n >= 0 && err <= tol.absG + creep + tol.rel * n * s.unitGrams)
       return { kind: 'match' as const, sku: s.sku, count: n };
     return { kind: 'unknown' as const };
   }

@@ -38,7 +38,8 @@ interface LaneState {
   spec: SimLaneSpec;
   items: number[];
   creep: number;
-  creepAt: number;
+  /** Time of the last creep step (undefined before the first reading). */
+  creepAt: number | undefined;
 }
 
 export class SimWeightShelf {
@@ -52,7 +53,7 @@ export class SimWeightShelf {
     this.gramsPerCount = o.gramsPerCount ?? 0.01;
     this.offsetCounts = o.offsetCounts ?? 8_000;
     for (const spec of o.lanes) {
-      const st: LaneState = { spec, items: [], creep: 0, creepAt: 0 };
+      const st: LaneState = { spec, items: [], creep: 0, creepAt: undefined };
       for (let i = 0; i < spec.count; i++) st.items.push(this.itemWeight(spec));
       this.lanes.set(spec.id, st);
     }
@@ -98,7 +99,8 @@ export class SimWeightShelf {
   /** One raw HX711 reading of `lane` at time `t` (ms). */
   read(lane: string, t: number): number {
     const st = this.lanes.get(lane)!;
-    const minutes = Math.max(0, (t - st.creepAt) / 60_000);
+    const minutes = st.creepAt === undefined ? 0 : Math.max(0, (t - st.creepAt) / 60_000);
+    if (st.creepAt === undefined) st.creepAt = t;
     if (minutes > 0) {
       const max = this.o.creepMaxG ?? 15;
       st.creep += (this.o.creepPerMinG ?? 0.3) * Math.sqrt(minutes) * gaussian(this.rng);
