@@ -268,6 +268,10 @@ export async function startEdge(
     commands,
     deviceTimeoutMs: config.commandTimeoutMs,
     count: (target, status) => metrics.shadowApplies.inc({ target, status }),
+    onBadResult: (d, topic, e) => {
+      metrics.rejected.inc({ code: e.code });
+      reportToDevice(d, topic, e);
+    },
   }).catch(failed);
   shadowDeviceOnline = (device) => shadows.deviceOnline(device);
 

@@ -6,6 +6,7 @@ import {
   fleet,
   newId,
   parseJsonPayload,
+  type StorelinkError,
   type UnsequencedEvent,
   validateDeviceResult,
 } from '@storelink/protocols';
@@ -45,6 +46,8 @@ export interface ShadowAgentDeps {
   deviceTimeoutMs: number;
   /** How long a device gets to download, check and boot an image. */
   firmwareTimeoutMs?: number;
+  /** A malformed device result: counted and told to the device (as the command router does). */
+  onBadResult?: (device: string, topic: string, error: StorelinkError) => void;
   /** Counts each handled version (storelink_edge_shadow_applies_total). */
   count?: (
     target: 'gateway' | 'device',
@@ -186,6 +189,7 @@ export class ShadowAgent {
     if (!w || w.device !== deviceId) return false;
     const parsed = parseJsonPayload(raw, 64 * 1024);
     const r = parsed.ok ? validateDeviceResult.check(parsed.value, 'device result') : parsed;
+    if (!r.ok) this.d.onBadResult?.(deviceId, `dev/${deviceId}/res/${commandId}`, r.error);
     w.resolve(
       r.ok ? r.value : { status: 'error', code: 'BAD_RESULT', message: r.error.message.slice(0, 1024) },
     );

@@ -19,11 +19,12 @@ import { ShadowAgent } from './index.ts';
  */
 const silent = pino({ level: 'silent' });
 
-type Responder = (type: string, payload: unknown) => DeviceResult | undefined;
+type Responder = (type: string, payload: unknown) => DeviceResult | string | undefined;
 
 function setup(opts: { respond?: Responder; online?: Set<string>; kv?: Map<string, string> } = {}) {
   const store = createFakeStore(Date.now, opts.kv ?? new Map());
   const reports: fleet.ShadowReported[] = [];
+  const badResults: Array<{ device: string; topic: string; code: string }> = [];
   const toDevice: Array<{ device: string; type: string; payload: unknown }> = [];
   const online = opts.online ?? new Set(['fr-1']);
   const logger = pino({ level: 'silent' });
@@ -42,15 +43,16 @@ function setup(opts: { respond?: Responder; online?: Set<string>; kv?: Map<strin
       const cmd = JSON.parse(json) as { id: string; payload: unknown };
       toDevice.push({ device: device!, type: type!, payload: cmd.payload });
       const answer = opts.respond?.(type!, cmd.payload);
-      if (answer)
-        setImmediate(() =>
-          agent.deviceResult(device!, cmd.id, Buffer.from(JSON.stringify(answer)), () => undefined),
-        );
+      if (answer) {
+        const bytes = Buffer.from(typeof answer === 'string' ? answer : JSON.stringify(answer));
+        setImmediate(() => agent.deviceResult(device!, cmd.id, bytes, () => undefined));
+      }
     },
     knownDevice: (id) => id.startsWith('fr-'),
     deviceOnline: (id) => online.has(id),
     settleMs: 0,
     gatewayKeys: gatewayShadowKeys(logger),
+    onBadResult: (device, topic, e) => badResults.push({ device, topic, code: e.code }),
     deviceTimeoutMs: 2000,
     firmwareTimeoutMs: 2000,
   });
@@ -65,7 +67,7 @@ function setup(opts: { respond?: Responder; online?: Set<string>; kv?: Map<strin
       payload: p,
       sig: 'x',
     } as CommandEnvelope);
-  return { agent, reports, toDevice, online, logger, delta, kv: opts.kv };
+  return { agent, reports, toDevice, online, logger, delta, badResults, kv: opts.kv };
 }
 
 const image = (version: string) => ({ version, url: 'http://fw/x.bin', sha256: 'a'.repeat(64), size: 10 });
@@ -223,6 +225,17 @@ describe('device shadow', () => {
     expect(dev.config.intervalMs).toBe(250);
     expect(await again.agent.state('fr-2')).toMatchObject({ appliedVersion: 4 });
     expect((await again.agent.state('fr-2')).pending).toBeUndefined();
+  });
+
+  it('a malformed device answer fails the version, is counted and told to the device', async () => {
+    const { delta, reports, badResults } = setup({ respond: () => '{"status":"maybe"}' });
+    await expect(delta({ device: 'fr-1', version: 1, desired: { intervalMs: 1000 } })).rejects.toMatchObject({
+      code: 'EDGE_ERR_SHADOW_APPLY',
+    });
+    expect(badResults).toEqual([
+      { device: 'fr-1', topic: expect.stringMatching(/^dev\/fr-1\/res\//), code: 'PROTO_ERR_SCHEMA' },
+    ]);
+    expect(reports.at(-1)).toMatchObject({ status: 'failed', code: 'BAD_RESULT' });
   });
 
   it('refuses a device this gateway does not have, and a malformed image, before acting', async () => {

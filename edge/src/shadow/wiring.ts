@@ -61,6 +61,7 @@ export interface StartShadowsOptions {
   firmwareTimeoutMs?: number;
   /** Counts handled versions (EdgeMetrics.shadowApplies). */
   count?: ShadowAgentDeps['count'];
+  onBadResult?: ShadowAgentDeps['onBadResult'];
   /** Defaults to `gatewayShadowKeys(logger)`. */
   gatewayKeys?: Record<string, GatewayShadowKey>;
 }
@@ -87,6 +88,7 @@ export async function startShadows(o: StartShadowsOptions): Promise<ShadowAgent>
     deviceTimeoutMs: o.deviceTimeoutMs,
     ...(o.firmwareTimeoutMs !== undefined ? { firmwareTimeoutMs: o.firmwareTimeoutMs } : {}),
     ...(o.count ? { count: o.count } : {}),
+    ...(o.onBadResult ? { onBadResult: o.onBadResult } : {}),
   });
   const st = await agent.state();
   for (const [k, v] of Object.entries(st.reported)) {
