@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { createCloudMetrics, ENV_MAP } from '../cloud/src/index.ts';
 import { envVariables } from '../edge/src/config.ts';
 import { EdgeMetrics } from '../edge/src/metrics.ts';
+import { registerRfidMetrics } from '../edge/src/rfid/agent-wiring.ts';
 import { registerVmcMetrics } from '../edge/src/vending/agent-wiring.ts';
+import { visionMetrics } from '../edge/src/vision/service.ts';
 
 export const OPS_DOC = fileURLToPath(new URL('../docs/operations.md', import.meta.url));
 
@@ -28,6 +30,8 @@ async function metricRows(registry: {
 function edgeRegistry() {
   const { registry } = new EdgeMetrics({ outbox: () => undefined, devicesOnline: () => 0 });
   registerVmcMetrics(registry);
+  registerRfidMetrics(registry);
+  visionMetrics(registry);
   return registry;
 }
 
