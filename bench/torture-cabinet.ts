@@ -193,6 +193,10 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
     misplaced: boolean;
     opened: boolean;
     restarted: boolean;
+    /** A snapshot of this session missed a tag that was physically there. */
+    rfidMissed: boolean;
+    /** A snapshot of this session had a weight lane it could not count. */
+    weightUnresolved: boolean;
   }
   class Cabinet {
     readonly id: string;
@@ -209,9 +213,6 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
     seq = 0;
     tagSeq = 0;
     truth: Truth | undefined;
-    /** The last snapshot's truth check, for causes. */
-    rfidMissedExpected = false;
-    weightUnresolved = false;
 
     constructor(id: string) {
       this.id = id;
@@ -314,12 +315,12 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
       for (const epc of this.sim.goods.keys()) {
         this.knownSku.set(epc, this.sim.goods.get(epc)!);
         if (!seen.has(epc)) {
-          this.rfidMissedExpected = true;
+          if (this.truth) this.truth.rfidMissed = true;
           count('snapshot_rfid_tag_missed');
         }
       }
       if (inv.unresolved.some((u) => u.key.startsWith('w:'))) {
-        this.weightUnresolved = true;
+        if (this.truth) this.truth.weightUnresolved = true;
         count('snapshot_weight_unresolved');
         if (process.env.CAB_DEBUG && (counts.snapshot_weight_unresolved ?? 0) < 8)
           log(
@@ -426,8 +427,6 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
       scanned++;
       c.restock();
       c.pump(12);
-      c.rfidMissedExpected = false;
-      c.weightUnresolved = false;
       const member = members[Math.floor(rnd() * members.length)]!;
       const s = await svc.scan({ gateway: c.id, memberId: member });
       const truth: Truth = {
@@ -436,6 +435,8 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
         misplaced: false,
         opened: false,
         restarted: false,
+        rfidMissed: false,
+        weightUnresolved: false,
       };
       truths.set(s.id, truth);
       c.truth = truth;
@@ -563,8 +564,6 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
   let wrongItems = 0;
   let falseTheft = 0;
   const states: Record<string, number> = {};
-  const cabinetOf = new Map<string, Cabinet>();
-  for (const s of repo.sessions.values()) cabinetOf.set(s.id, cabinets.get(s.gateway)!);
   for (const s of repo.sessions.values()) {
     states[s.state] = (states[s.state] ?? 0) + 1;
     const moved = provider.charges.filter((x) => x.outTradeNo.startsWith(s.orderId));
@@ -594,19 +593,18 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
     if (!over && !under) continue;
     wrongItems++;
     if (over) falseTheft++;
-    const c = cabinetOf.get(s.id)!;
     const why = t.misplaced
       ? 'misplaced_return_on_weight_lane'
-      : s.state === 'review'
-        ? `not_charged_review:${s.failure ?? ''}`
-        : s.state !== 'charged'
-          ? `session_${s.state}`
-          : t.restarted
-            ? 'agent_restart'
-            : c.rfidMissedExpected
-              ? 'rfid_missed_read'
-              : c.weightUnresolved
-                ? 'weight_unresolved'
+      : t.rfidMissed
+        ? 'rfid_missed_read'
+        : t.weightUnresolved
+          ? 'weight_unresolved'
+          : s.state === 'review'
+            ? `not_charged_review:${s.failure ?? ''}`
+            : s.state !== 'charged'
+              ? `session_${s.state}`
+              : t.restarted
+                ? 'agent_restart'
                 : 'unexplained';
     cause(`${over ? 'over' : 'under'}:${why}`);
     if (process.env.CAB_DEBUG && wrongItems <= Number(process.env.CAB_DEBUG))
