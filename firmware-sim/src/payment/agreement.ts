@@ -31,6 +31,8 @@ export class SimAgreementProvider {
   readonly charges: AgreementCharge[] = [];
   private readonly byTrade = new Map<string, AgreementCharge>();
   private seq = 0;
+  /** Fault probabilities; tests may change them between calls. */
+  readonly faults: AgreementFaults;
   readonly stats = {
     calls: 0,
     charged: 0,
@@ -50,7 +52,9 @@ export class SimAgreementProvider {
     } = {
       now: Date.now,
     },
-  ) {}
+  ) {
+    this.faults = { ...opts.faults };
+  }
 
   sign(memberId: string): string {
     const id = `AGR${memberId.replace(/[^A-Za-z0-9]/g, '').slice(0, 40)}${(++this.seq).toString(36)}`;
@@ -77,7 +81,7 @@ export class SimAgreementProvider {
   }): Promise<{ status: 'SUCCESS' | 'PROCESSING' | 'REFUSED'; transactionId?: string; reason?: string }> {
     this.stats.calls++;
     const rng = this.opts.rng ?? Math.random;
-    if (rng() < (this.opts.faults?.apiError ?? 0)) {
+    if (rng() < (this.faults.apiError ?? 0)) {
       this.stats.apiErrors++;
       throw new Error('SYSTEM_ERROR: agreement deduction unavailable');
     }
@@ -109,7 +113,7 @@ export class SimAgreementProvider {
     this.byTrade.set(c.outTradeNo, c);
     this.charges.push(c);
     this.stats.charged++;
-    if (rng() < (this.opts.faults?.lostResponse ?? 0)) {
+    if (rng() < (this.faults.lostResponse ?? 0)) {
       this.stats.lostResponses++;
       throw new Error('SYSTEM_ERROR: response lost');
     }
