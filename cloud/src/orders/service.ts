@@ -482,6 +482,15 @@ export class OrdersService {
     });
   }
 
+  /** [COUPON-REDEEM-2] gives a member's coupon back when its order expires or is refunded (best effort). */
+  async releaseCoupon(orderId: string): Promise<void> {
+    try {
+      await this.opts.coupons?.release(orderId);
+    } catch (e) {
+      this.opts.logger?.warn({ err: e, orderId }, 'coupon release failed; the coupon stays redeemed');
+    }
+  }
+
   backoff(attempts: number): number {
     return Math.min(this.timing.retryMs * 2 ** Math.min(attempts, 16), 3600_000);
   }

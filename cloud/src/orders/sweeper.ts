@@ -156,7 +156,8 @@ export class SettlementSweeper {
 
   /** Applies a step if the order is still in `from` (it may have moved since `due()`). */
   private async step(id: string, from: m.OrderState, f: (o: Order) => m.Step): Promise<boolean> {
-    return this.svc.repo.transaction(async (tx) => {
+    let to: m.OrderState | undefined;
+    const moved = await this.svc.repo.transaction(async (tx) => {
       const cur = await tx.lock(id);
       if (!cur || cur.state !== from) return false;
       const s = f(cur);
@@ -170,8 +171,12 @@ export class SettlementSweeper {
           at: s.order.updatedAt,
         });
       this.svc.metrics.orders.inc({ state: s.order.state });
+      to = s.order.state;
       return true;
     });
+    // [COUPON-REDEEM-2] an order that will never be paid, or is paid back, gives its coupon back.
+    if (moved && (to === 'expired' || to === 'refunding')) await this.svc.releaseCoupon(id);
+    return moved;
   }
 
   private async reschedule(id: string, now: number, delayMs?: number): Promise<void> {
