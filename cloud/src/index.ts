@@ -17,6 +17,9 @@ import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
+import { type Cabinets, type CabinetTiming, startCabinets } from './cabinet/index.ts';
+import type { CouponRedeemer } from './members/coupons.ts';
+import type { AgreementChargeClient } from './payments/provider.ts';
 import { providerHttpClient } from './payments/wechat-http.ts';
 import { type Prices, startPrices } from './prices/index.ts';
 import { type ShadowsAndRollouts, startShadowsAndRollouts } from './fleet/shadows-wiring.ts';
@@ -37,6 +40,7 @@ export {
 export { CLOUD_ERRORS, type CloudErrorCode, cloudError } from './errors.ts';
 export { build } from './http/app.ts';
 export * as orders from './orders/index.ts';
+export * as cabinet from './cabinet/index.ts';
 export * as prices from './prices/index.ts';
 export { IngestService } from './ingest/service.ts';
 export { type CloudMetrics, createCloudMetrics } from './metrics.ts';
@@ -60,6 +64,8 @@ export interface CloudApp {
   sendCommand(input: SendCommandInput): Promise<CommandRecord>;
   /** Price book and ESL campaigns (docs/esl.md); undefined on a non-SQL store. */
   prices: Prices | undefined;
+  /** Unmanned cabinet sessions (docs/cabinet.md); undefined on a non-SQL store. */
+  cabinets: Cabinets | undefined;
   /** Fleet shadows and staged rollouts (docs/fleet-shadows-rollouts.md); undefined on a non-SQL store. */
   fleetShadows: ShadowsAndRollouts | undefined;
   /** Fleet alerts and webhooks (docs/fleet-alerts-dashboard.md); undefined on a non-SQL store. */
@@ -74,6 +80,18 @@ export interface CloudApp {
 export interface StartOptions {
   now?: () => number;
   logger?: Logger;
+  /**
+   * Cabinet checkout (docs/cabinet.md): agreement-capable payment clients by provider
+   * name (besides the configured provider's HTTP client; none at all: every scan is
+   * refused CLOUD_ERR_CAB_PROVIDER), the members' coupon redeemer (optional), sweeper
+   * interval and timings.
+   */
+  cabinet?: {
+    payments: Record<string, AgreementChargeClient>;
+    coupons?: CouponRedeemer;
+    sweepIntervalMs?: number;
+    timing?: Partial<CabinetTiming>;
+  };
   /** Alert sweep/delivery periods and threshold overrides (docs/fleet-alerts-dashboard.md). */
   alerts?: AlertsConfig;
 }
@@ -217,6 +235,27 @@ export async function startCloud(
     const prices =
       store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
     if (prices) stops.push(() => prices.close());
+    // Cabinet sessions (docs/cabinet.md): ingest hook applies session events, charges after commit.
+    const cabinets =
+      store instanceof SqlCloudStore
+        ? startCabinets({
+            store,
+            sendCommand,
+            payments: {
+              ...(payClient ? { [payClient.name]: payClient.client } : {}),
+              ...opts.cabinet?.payments,
+            },
+            ...(opts.cabinet?.coupons ? { coupons: opts.cabinet.coupons } : {}),
+            ...(opts.cabinet?.sweepIntervalMs !== undefined
+              ? { sweepIntervalMs: opts.cabinet.sweepIntervalMs }
+              : {}),
+            ...(opts.cabinet?.timing ? { timing: opts.cabinet.timing } : {}),
+            registry: metrics.registry,
+            logger,
+            now,
+          })
+        : undefined;
+    if (cabinets) stops.push(() => cabinets.close());
     // Shadows and rollouts (docs/fleet-shadows-rollouts.md): ingest hook + birth reconcile + engine tick.
     const fleetShadows =
       store instanceof SqlCloudStore
@@ -252,6 +291,7 @@ export async function startCloud(
           }
         : {}),
       ...(prices ? { prices: { book: prices.book } } : {}),
+      ...(cabinets ? { cabinet: { cabinet: cabinets.service } } : {}),
       ...(vision ? { vision: { gallery: vision.gallery, masterKey: vision.masterKey } } : {}),
       ...(fleetShadows
         ? { fleetShadows: { shadows: fleetShadows.shadows, rollouts: fleetShadows.rollouts } }
@@ -294,6 +334,7 @@ export async function startCloud(
       metrics,
       sendCommand,
       prices,
+      cabinets,
       vision: vision?.gallery,
       alerts,
       fleetShadows,

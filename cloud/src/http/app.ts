@@ -11,6 +11,7 @@ import gatewayRoutes from './routes/gateways.ts';
 import healthRoutes from './routes/health.ts';
 import vendingRoutes, { type VendingRoutesOptions } from '../orders/routes.ts';
 import pricesRoutes, { type PricesRoutesOptions } from '../prices/routes.ts';
+import cabinetRoutes, { type CabinetRoutesOptions } from '../cabinet/routes.ts';
 import visionRoutes, { type VisionRoutesOptions } from '../vision/routes.ts';
 import shadowRoutes, { type ShadowRoutesOptions } from '../fleet/routes-shadows.ts';
 import rolloutRoutes, { type RolloutRoutesOptions } from '../fleet/routes-rollouts.ts';
@@ -26,6 +27,8 @@ export interface HttpOptions {
   vending?: VendingRoutesOptions;
   /** Price book and ESL campaigns (cloud/src/prices); omit for none. */
   prices?: PricesRoutesOptions;
+  /** Cabinet sessions, agreements, prices (cloud/src/cabinet); omit for none. */
+  cabinet?: CabinetRoutesOptions;
   /** Face gallery (cloud/src/vision, docs/vision.md); omit for none. */
   vision?: VisionRoutesOptions;
   /** Fleet shadows and staged rollouts (cloud/src/fleet/shadows*, rollouts*); omit for none. */
@@ -122,6 +125,7 @@ async function createApp(opts: HttpOptions) {
       await api.register(commandRoutes);
       if (opts.vending) await api.register(vendingRoutes, opts.vending);
       if (opts.prices) await api.register(pricesRoutes, opts.prices);
+      if (opts.cabinet) await api.register(cabinetRoutes, opts.cabinet);
       if (opts.vision) await api.register(visionRoutes, opts.vision);
       if (opts.fleetShadows) await api.register(shadowRoutes, opts.fleetShadows);
       if (opts.fleetShadows) await api.register(rolloutRoutes, opts.fleetShadows);
