@@ -17,6 +17,7 @@ import { type CloudMetrics, createCloudMetrics } from './metrics.ts';
 import { hashPassword } from './passwords.ts';
 import { loadOrCreateSigningKey } from './signing-key.ts';
 import { startVending } from './orders/index.ts';
+import { type Members, type MembersConfig, startMembers } from './members/index.ts';
 import { type Cabinets, type CabinetTiming, startCabinets } from './cabinet/index.ts';
 import type { CouponRedeemer } from './members/coupons.ts';
 import type { AgreementChargeClient } from './payments/provider.ts';
@@ -40,6 +41,7 @@ export {
 export { CLOUD_ERRORS, type CloudErrorCode, cloudError } from './errors.ts';
 export { build } from './http/app.ts';
 export * as orders from './orders/index.ts';
+export * as members from './members/index.ts';
 export * as cabinet from './cabinet/index.ts';
 export * as prices from './prices/index.ts';
 export { IngestService } from './ingest/service.ts';
@@ -72,6 +74,8 @@ export interface CloudApp {
   alerts: Alerts | undefined;
   /** Face gallery: enrolment, withdrawal/erasure to every edge (docs/vision.md); undefined on a non-SQL store. */
   vision: VisionGallery | undefined;
+  /** Members, profiles, rules and coupons (docs/members.md); undefined on a non-SQL store. */
+  members: Members | undefined;
   /** Resolves when every uplink/state/heartbeat received so far is handled (tests). */
   idle(): Promise<void>;
   close(): Promise<void>;
@@ -94,6 +98,8 @@ export interface StartOptions {
   };
   /** Alert sweep/delivery periods and threshold overrides (docs/fleet-alerts-dashboard.md). */
   alerts?: AlertsConfig;
+  /** Members: coupon webhook, store displays per gateway, sweep period (docs/members.md). */
+  members?: MembersConfig;
 }
 
 /**
@@ -212,6 +218,19 @@ export async function startCloud(
     const sendCommand = (c: SendCommandInput) => commands.send(c);
     // The provider's merchant API (docs/vending.md "Provider adapter"): query, close, refund, deduct.
     const payClient = providerHttpClient(config.payments, now, metrics);
+    // Members and coupons (docs/members.md): recognitions in the ingest transaction, coupons on orders.
+    const members =
+      store instanceof SqlCloudStore
+        ? startMembers({
+            store,
+            sendCommand,
+            registry: metrics.registry,
+            logger,
+            now,
+            ...(opts.members ? { config: opts.members } : {}),
+          })
+        : undefined;
+    if (members) stops.push(() => members.close());
     // Vending orders/payments (docs/vending.md): needs the SQL store for its ingest hook.
     const vending =
       store instanceof SqlCloudStore
@@ -223,6 +242,7 @@ export async function startCloud(
             registry: metrics.registry,
             logger,
             now,
+            ...(members ? { coupons: members.service, onPaid: members.onPaid } : {}),
           })
         : undefined;
     if (vending) stops.push(() => vending.close());
@@ -231,6 +251,8 @@ export async function startCloud(
       store instanceof SqlCloudStore
         ? startVisionGallery({ store, dataDir: config.dataDir, sendCommand, now, logger })
         : undefined;
+    // [MEMBER-ERASE-2] erasing a member withdraws their face-gallery entries on every edge.
+    if (vision && members) vision.gallery.subscribeErasures(members.service);
     // Price book and ESL campaigns (docs/esl.md): also an ingest hook on the SQL store.
     const prices =
       store instanceof SqlCloudStore ? startPrices({ store, sendCommand, now, logger }) : undefined;
@@ -245,7 +267,9 @@ export async function startCloud(
               ...(payClient ? { [payClient.name]: payClient.client } : {}),
               ...opts.cabinet?.payments,
             },
-            ...(opts.cabinet?.coupons ? { coupons: opts.cabinet.coupons } : {}),
+            ...((opts.cabinet?.coupons ?? members?.service)
+              ? { coupons: opts.cabinet?.coupons ?? members!.service }
+              : {}),
             ...(opts.cabinet?.sweepIntervalMs !== undefined
               ? { sweepIntervalMs: opts.cabinet.sweepIntervalMs }
               : {}),
@@ -310,6 +334,7 @@ export async function startCloud(
           }
         : {}),
       ...(alerts ? { alerts: { alerts } } : {}),
+      ...(members ? { members: { members: members.service } } : {}),
       dashboard:
         prices && store instanceof SqlCloudStore ? { prices: { book: prices.book, sql: store.sql } } : {},
     });
@@ -338,6 +363,7 @@ export async function startCloud(
       vision: vision?.gallery,
       alerts,
       fleetShadows,
+      members,
       idle: () => ingest.idle(),
       close() {
         closing ??= closeAll().then(() => logger.info('storelink cloud stopped'));

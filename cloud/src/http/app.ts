@@ -18,6 +18,7 @@ import rolloutRoutes, { type RolloutRoutesOptions } from '../fleet/routes-rollou
 import provisioningRoutes, { type ProvisioningRoutesOptions } from '../fleet/routes-provisioning.ts';
 import alertRoutes, { type AlertRoutesOptions } from '../fleet/routes-alerts.ts';
 import dashboardRoutes, { type DashboardOptions } from '../dashboard/routes.ts';
+import membersRoutes, { type MembersRoutesOptions } from '../members/routes.ts';
 
 export interface HttpOptions {
   context: CloudContext;
@@ -37,6 +38,8 @@ export interface HttpOptions {
   provisioning?: ProvisioningRoutesOptions;
   /** Fleet alerts and webhooks (cloud/src/fleet/alerts*); omit for none. */
   alerts?: AlertRoutesOptions;
+  /** Members, rules, coupon templates and coupons (cloud/src/members); omit for none. */
+  members?: MembersRoutesOptions;
   /** The operations dashboard at /dashboard (cloud/src/dashboard); omit for none. */
   dashboard?: DashboardOptions;
 }
@@ -131,6 +134,7 @@ async function createApp(opts: HttpOptions) {
       if (opts.fleetShadows) await api.register(rolloutRoutes, opts.fleetShadows);
       if (opts.provisioning) await api.register(provisioningRoutes, opts.provisioning);
       if (opts.alerts) await api.register(alertRoutes, opts.alerts);
+      if (opts.members) await api.register(membersRoutes, opts.members);
     },
     { prefix: API_PREFIX },
   );
