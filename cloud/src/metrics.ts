@@ -81,7 +81,7 @@ export function createCloudMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     heartbeats: new Counter({
       name: 'storelink_cloud_heartbeats_total',
-      help: 'Gateway heartbeats, by whether they were applied',
+      help: 'Gateway heartbeats, by whether they were applied (true/false) or replaced in the queue by a newer one (coalesced)',
       labelNames: ['applied'] as const,
       registers,
     }),

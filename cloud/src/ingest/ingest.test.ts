@@ -420,11 +420,18 @@ describe('bounded ingest queue (maxPendingBytes)', () => {
   let broker: Awaited<ReturnType<typeof startEmbeddedBroker>>;
   let ingest: IngestService;
   const releases: (() => void)[] = [];
+  const heartbeatsRecorded: number[] = [];
+  let qMetrics: ReturnType<typeof createCloudMetrics>;
+  const coalesced = async () =>
+    ((await qMetrics.registry.getSingleMetric('storelink_cloud_heartbeats_total')?.get())?.values ?? [])
+      .filter((v) => v.labels.applied === 'coalesced')
+      .reduce((a, v) => a + v.value, 0);
 
   beforeAll(async () => {
     const store = cloud.store;
     await store.upsertGateway({ id: 'gw-q', site: 's', passwordHash: await hashPassword(PASSWORD) }, 1);
     const metrics = createCloudMetrics();
+    qMetrics = metrics;
     const logger = silentLogger();
     const service = { username: 'svc', password: 'svc-secret' };
     broker = await startEmbeddedBroker({
@@ -440,6 +447,11 @@ describe('bounded ingest queue (maxPendingBytes)', () => {
     held.ingestBatch = async (b, at): Promise<IngestResult> => {
       await new Promise<void>((r) => releases.push(r));
       return store.ingestBatch(b, at);
+    };
+    held.recordHeartbeat = async (hb, at) => {
+      heartbeatsRecorded.push(hb.uptimeS);
+      await new Promise<void>((r) => releases.push(r));
+      return store.recordHeartbeat(hb, at);
     };
     ingest = await IngestService.start({
       broker: { url: broker.url, ...service },
@@ -480,6 +492,39 @@ describe('bounded ingest queue (maxPendingBytes)', () => {
     );
     expect(ack).toMatchObject({ epoch });
     await waitFor(() => ingest.queued.messages === 0 && ingest.queued.bytes === 0, 'an empty queue');
+    await g.close();
+  });
+
+  it('[INGEST-HB-1] a heartbeat waits in the queue at most once per gateway: newer ones replace it', async () => {
+    const gw = { gateway: 'gw-q', site: 's' };
+    const g = await connectGateway(broker.url, { username: 'gw-q', password: PASSWORD });
+    heartbeatsRecorded.length = 0;
+    const before = await coalesced();
+    const beat = (uptimeS: number) =>
+      g.client.publishAsync(
+        gatewayTopic(gw, 'hb'),
+        JSON.stringify({
+          v: 1,
+          ...gw,
+          at: Date.now(),
+          bdSeq: 0,
+          uptimeS,
+          devicesOnline: [],
+          outbox: { depth: 0, bytes: 0, oldestAgeMs: 0, lanes: {} },
+        }),
+        { qos: 0 },
+      );
+    await beat(1);
+    await waitFor(() => releases.length === 1, 'the first heartbeat to reach the store (held there)');
+    for (let i = 2; i <= 6; i++) await beat(i);
+    // #2 waits in the queue; #3..#6 each replace it there.
+    await waitFor(async () => (await coalesced()) - before === 4, 'four heartbeats coalesced');
+    expect(ingest.queued.messages).toBe(2);
+    releases.shift()!();
+    await waitFor(() => releases.length === 1, 'the queued heartbeat to reach the store');
+    expect(heartbeatsRecorded).toEqual([1, 6]);
+    releases.shift()!();
+    await waitFor(() => ingest.queued.messages === 0, 'an empty queue');
     await g.close();
   });
 });

@@ -83,8 +83,11 @@ export class IngestService {
     const svc = new IngestService(client, opts);
     client.on('message', (topic, payload) => svc.onMessage(topic, payload));
     // Backpressure: the PUBACK (and the reading of the next packet) waits for room.
-    client.handleMessage = (_packet, done) => {
-      if (svc.hasRoom() || svc.closed) done();
+    // QoS0 (heartbeats) never waits: there is no PUBACK to hold back, heartbeats are
+    // coalesced per gateway instead [INGEST-HB-1], and a stream held shut for longer than
+    // the keepalive would also hold back the PINGRESP and drop the connection.
+    client.handleMessage = (packet, done) => {
+      if (packet.qos === 0 || svc.hasRoom() || svc.closed) done();
       else svc.waiting.push(() => done());
     };
     try {
@@ -164,7 +167,7 @@ export class IngestService {
     hb: (addr, payload, receivedAt) => {
       const c = checkHeartbeat(addr, payload);
       if (!c.ok) this.refuse(addr, 'hb', c);
-      else this.enqueue(addr.gateway, () => this.handleHeartbeat(c.value, receivedAt));
+      else this.queueHeartbeat(addr.gateway, c.value, receivedAt);
     },
   };
 
@@ -260,6 +263,29 @@ export class IngestService {
         `gateway ${state.gateway} ${state.state} (bdSeq ${state.bdSeq}) ignored: ${r.reason}`,
       );
   }
+
+  /**
+   * [INGEST-HB-1] Latest wins: at most one heartbeat per gateway waits in the queue; a
+   * newer one replaces it there (counted `applied="coalesced"`). Under overload the queue
+   * then grows with gateways, not with time, and no heartbeat holds up a batch.
+   */
+  private queueHeartbeat(gateway: string, hb: Heartbeat, receivedAt: number): void {
+    const queued = this.heartbeatsQueued.get(gateway);
+    if (queued) {
+      queued.hb = hb;
+      queued.receivedAt = receivedAt;
+      this.opts.metrics.heartbeats.inc({ applied: 'coalesced' });
+      return;
+    }
+    const entry = { hb, receivedAt };
+    this.heartbeatsQueued.set(gateway, entry);
+    this.enqueue(gateway, () => {
+      this.heartbeatsQueued.delete(gateway);
+      return this.handleHeartbeat(entry.hb, entry.receivedAt);
+    });
+  }
+
+  private readonly heartbeatsQueued = new Map<string, { hb: Heartbeat; receivedAt: number }>();
 
   private async handleHeartbeat(hb: Heartbeat, receivedAt: number): Promise<void> {
     const applied = await this.opts.store.recordHeartbeat(hb, receivedAt);
