@@ -216,6 +216,8 @@ describe('members and coupons end to end', () => {
     expect(profile.body.profile).toMatchObject({ purchases: 1, spendCents: PRICE });
 
     // 2. Later the shelf camera recognises them: twice the same recognition (a resend), then again.
+    // The mini-program backend is down for the first delivery attempt (retried).
+    receiver.failNext(1);
     const rid = await camera.recognise(memberId, { similarity: 0.93 });
     await camera.recognise(memberId, { similarity: 0.93, id: rid });
     await camera.recognise(memberId, { similarity: 0.9 });
@@ -247,6 +249,8 @@ describe('members and coupons end to end', () => {
         template: expect.objectContaining({ id: 'welcome-back', amountOffCents: 100 }),
       }),
     ]);
+    expect(receiver.deliveries).toBeGreaterThanOrEqual(2);
+    expect(receiver.badSignatures).toBe(0);
     expect(display.shown?.content).toMatchObject({
       sku: 'COUPON',
       name: '1 yuan off, welcome back',
@@ -266,5 +270,26 @@ describe('members and coupons end to end', () => {
     expect(third.amountCents).toBe(PRICE);
     const end = await api<{ profile: { purchases: number; spendCents: number } }>(`/members/${memberId}`);
     expect(end.body.profile).toMatchObject({ purchases: 3, spendCents: PRICE * 3 - 100 });
+
+    // The API is in the OpenAPI document; erasure on request removes the member everywhere.
+    const doc = (await (await fetch(`${cloud.httpUrl}/docs/json`)).json()) as {
+      paths: Record<string, unknown>;
+    };
+    for (const path of [
+      '/api/v1/members/{id}',
+      '/api/v1/members/{id}/merges',
+      '/api/v1/rules/dry-run',
+      '/api/v1/coupons',
+    ])
+      expect(Object.keys(doc.paths)).toContain(path);
+    const erased = await api<{ memberId: string; idCount: number }>(`/members/${memberId}`, {
+      method: 'DELETE',
+    });
+    expect(erased).toMatchObject({ status: 200, body: { memberId } });
+    expect((await api<{ code: string }>(`/members/${memberId}`)).body.code).toBe('CLOUD_ERR_MEMBER_UNKNOWN');
+    expect(
+      (await api<{ items: unknown[] }>(`/members?idType=wechat_openid&value=${OPENID}`)).body.items,
+    ).toEqual([]);
+    expect((await api<{ items: unknown[] }>(`/coupons?memberId=${memberId}`)).body.items).toEqual([]);
   }, 180_000);
 });
