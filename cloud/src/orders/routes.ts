@@ -51,7 +51,10 @@ const CreateOrderBody = Type.Object(
     /** The member ordering (mini-program scan): their best valid coupon lowers the price. */
     member: Type.Optional(
       Type.Union([
-        Type.Object({ memberId: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }) }, { additionalProperties: false }),
+        Type.Object(
+          { memberId: Type.String({ pattern: '^[A-Za-z0-9_.:-]{1,64}$' }) },
+          { additionalProperties: false },
+        ),
         Type.Object(
           { idType: Type.String({ pattern: '^[a-z_]{1,32}$' }), value: Type.String({ maxLength: 256 }) },
           { additionalProperties: false },

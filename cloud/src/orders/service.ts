@@ -214,10 +214,12 @@ export class OrdersService {
       }),
       provider,
     };
-    const ok = await this.opts.repo.transaction((tx) => tx.insert(o)).catch(async (e: unknown) => {
-      if (coupon) await this.opts.coupons?.release(id);
-      throw e;
-    });
+    const ok = await this.opts.repo
+      .transaction((tx) => tx.insert(o))
+      .catch(async (e: unknown) => {
+        if (coupon) await this.opts.coupons?.release(id);
+        throw e;
+      });
     if (!ok) {
       // The id was taken before: that order's coupon (if any) stays with it.
       throw cloudError('CLOUD_ERR_CONFLICT', { what: 'order', id: o.id, reason: 'out_trade_no is taken' });
