@@ -391,8 +391,13 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
       }
     }
 
+    /** Session counters of earlier incarnations (each agent start has its own). */
+    readonly pastCounters: Record<string, number> = {};
+
     async restart(downMs: number) {
       count('edge_restarts');
+      for (const [k, v] of Object.entries(this.session.counters))
+        this.pastCounters[k] = (this.pastCounters[k] ?? 0) + v;
       if (this.truth) this.truth.restarted = true;
       this.up = false;
       await this.session.stop();
@@ -623,9 +628,11 @@ export async function runCabinetTorture(o: CabinetTortureOptions): Promise<Cabin
   for (const c of cabinets.values()) {
     counts.sim_rfid_misses = (counts.sim_rfid_misses ?? 0) + c.sim.stats.misses;
     counts.sim_door_bounces = (counts.sim_door_bounces ?? 0) + c.sim.stats.bounces;
-    counts.edge_alarms_door_held = (counts.edge_alarms_door_held ?? 0) + c.session.counters.alarms;
-    counts.edge_resumed = (counts.edge_resumed ?? 0) + c.session.counters.resumed;
-    busy += c.session.counters.busy;
+    const total = (k: keyof CabinetSession['counters']) => c.session.counters[k] + (c.pastCounters[k] ?? 0);
+    counts.edge_alarms_door_held = (counts.edge_alarms_door_held ?? 0) + total('alarms');
+    counts.edge_resumed = (counts.edge_resumed ?? 0) + total('resumed');
+    counts.edge_forced_open = (counts.edge_forced_open ?? 0) + total('forced');
+    busy += total('busy');
   }
   counts.edge_busy_refusals = busy;
   return {

@@ -226,7 +226,8 @@ export class CabinetService {
       s = await tx.lockByCommand(p.commandId);
       if (!s) return 'unknown_session';
       if (s.gateway !== gateway) return 'wrong_gateway';
-      if (p.status === 'ok' || s.state !== 'unlocking') return 'duplicate';
+      if (p.status === 'ok') return 'ignored'; // the session events tell the rest
+      if (s.state !== 'unlocking') return 'duplicate';
       return this.move(tx, s, 'rejected', at, { failure: p.code ?? p.status });
     }
     if (!type.startsWith('cabinet.session.')) return 'ignored';

@@ -83,6 +83,25 @@ export interface StartCabinetOptions {
   timers?: Timers;
 }
 
+/** `storelink_edge_cabinet_*` (scripts/ops-doc.ts can list them from here). */
+export function registerCabinetMetrics(registry?: Registry) {
+  const registers = registry ? [registry] : [];
+  return {
+    events: new Counter({
+      name: 'storelink_edge_cabinet_events_total',
+      help: 'cabinet session and shelf events appended, by type',
+      labelNames: ['type'],
+      registers,
+    }),
+    refused: new Counter({
+      name: 'storelink_edge_cabinet_refused_total',
+      help: 'cabinet unlocks refused (busy, door open) and shelf readings refused (malformed, unknown shelf), by code',
+      labelNames: ['code'],
+      registers,
+    }),
+  };
+}
+
 const defaultOpenLine: OpenCabinetLine = (spec, direction, edge) =>
   createOnoffLine(spec.pin, direction, edge, {
     ...(spec.base !== undefined ? { base: spec.base } : {}),
@@ -109,18 +128,7 @@ export async function startCabinet(o: StartCabinetOptions): Promise<Cabinet> {
   // A reed switch bounces: one door event per real open/close [GPIO-DEBOUNCE-1].
   const door = cfg.doorDebounceMs > 0 ? debounceLine(doorRaw, cfg.doorDebounceMs, timers) : doorRaw;
 
-  const counter = new Counter({
-    name: 'storelink_edge_cabinet_events_total',
-    help: 'cabinet session and shelf events appended, by type',
-    labelNames: ['type'],
-    registers: o.registry ? [o.registry] : [],
-  });
-  const refused = new Counter({
-    name: 'storelink_edge_cabinet_refused_total',
-    help: 'cabinet unlocks refused (busy, door open) and shelf readings refused (malformed, unknown lane), by code',
-    labelNames: ['code'],
-    registers: o.registry ? [o.registry] : [],
-  });
+  const { events: counter, refused } = registerCabinetMetrics(o.registry);
 
   let chain: Promise<unknown> = Promise.resolve();
   const emit = (type: string, payload: unknown): Promise<unknown> => {
@@ -238,12 +246,23 @@ export async function startCabinet(o: StartCabinetOptions): Promise<Cabinet> {
       const shelf = shelfById.get(device);
       const v = parsed.ok ? (parsed.value as { lane?: unknown; raw?: unknown; ts?: unknown }) : undefined;
       const raws = v && (Array.isArray(v.raw) ? v.raw : [v.raw]);
-      if (!shelf || !v || typeof v.lane !== 'string' || !raws!.every((r) => typeof r === 'number')) {
-        refused.inc({ code: shelf ? 'EDGE_ERR_CAB_SHELF_READING' : 'EDGE_ERR_CAB_UNKNOWN_SHELF' });
+      const reason = !shelf
+        ? 'not a shelf in cabinet.shelves'
+        : !v
+          ? 'not JSON'
+          : typeof v.lane !== 'string' || !shelf.lanes.has(v.lane)
+            ? 'unknown lane'
+            : !raws!.every((r) => typeof r === 'number' && Number.isFinite(r))
+              ? 'raw must be a number or an array of numbers'
+              : undefined;
+      if (reason) {
+        const e = edgeError('EDGE_ERR_CAB_SHELF_READING', { device, reason });
+        refused.inc({ code: e.code });
+        log.debug({ code: e.code, device }, e.message);
         done(null);
         return;
       }
-      for (const r of raws as number[]) shelf.feed(v.lane, r, now());
+      for (const r of raws as number[]) shelf!.feed(v!.lane as string, r, now());
       done(null);
     },
     status: () => {
