@@ -163,6 +163,11 @@ export const EDGE_ERRORS = {
     fix: 'wait until the running session closes (door closed and counted), then scan again',
     status: 409,
   },
+  EDGE_ERR_CAB_SHELF_READING: {
+    message: 'shelf.reading from {device} refused: {reason}',
+    fix: 'publish {"lane": "<lane id>", "raw": <number or array of numbers>} on dev/{device}/evt/shelf.reading; the lane must be in cabinet.shelves',
+    status: 400,
+  },
   EDGE_ERR_CAB_DOOR_OPEN: {
     message: 'cabinet door is open; session {requested} refused',
     fix: 'close the cabinet door (it must be closed for the opening count), then scan again',
