@@ -55,6 +55,12 @@ export function createMembersMetrics(registry?: Registry) {
       labelNames: ['channel', 'result'] as const,
       registers,
     }),
+    refusals: new Counter({
+      name: 'storelink_cloud_member_refusals_total',
+      help: 'Refused member/rule/coupon requests by error code (CLOUD_ERR_RULE_INVALID, CLOUD_ERR_COUPON_TEMPLATE, CLOUD_ERR_COUPON_NOT_APPLICABLE, ...)',
+      labelNames: ['code'] as const,
+      registers,
+    }),
     erasures: new Counter({
       name: 'storelink_cloud_member_erasures_total',
       help: 'Members erased on request (PIPL)',
@@ -431,6 +437,10 @@ export class MembersService implements CouponRedeemer {
    * effect: which events would match and what the rule would do.
    */
   async dryRun(body: unknown, q: { sinceMs: number; limit: number }) {
+    return this.counted(() => this.dryRunUncounted(body, q));
+  }
+
+  private async dryRunUncounted(body: unknown, q: { sinceMs: number; limit: number }) {
     const templates = new Set((await this.opts.repo.listTemplates()).map((t) => t.id));
     const rule = validateRule(body, templates);
     const acts = await this.opts.repo.recentActivity(this.now() - q.sinceMs, q.limit);
@@ -464,6 +474,21 @@ export class MembersService implements CouponRedeemer {
 
   /** [RULE-VALID-1] validates and saves a new version of a rule; returns it. */
   async saveRule(body: unknown): Promise<{ rule: Rule; version: number }> {
+    return this.counted(() => this.saveRuleUncounted(body));
+  }
+
+  /** Counts a coded refusal by code (bad input costs nothing else). */
+  private async counted<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (typeof code === 'string' && code !== 'CLOUD_ERR_STORE') this.metrics.refusals.inc({ code });
+      throw e;
+    }
+  }
+
+  private async saveRuleUncounted(body: unknown): Promise<{ rule: Rule; version: number }> {
     const templates = new Set((await this.opts.repo.listTemplates()).map((t) => t.id));
     const rule = validateRule(body, templates);
     const version = await this.opts.repo.transaction(async (tx) => {
@@ -476,6 +501,10 @@ export class MembersService implements CouponRedeemer {
   }
 
   async putTemplate(body: unknown): Promise<CouponTemplate> {
+    return this.counted(() => this.putTemplateUncounted(body));
+  }
+
+  private async putTemplateUncounted(body: unknown): Promise<CouponTemplate> {
     const t: TemplateInput = validateTemplate(body);
     const now = this.now();
     return this.opts.repo.transaction(async (tx) => {
@@ -502,7 +531,11 @@ export class MembersService implements CouponRedeemer {
     });
   }
 
-  async redeem(input: {
+  async redeem(input: Parameters<CouponRedeemer['redeem']>[0]): Promise<CouponRedemption | undefined> {
+    return this.counted(() => this.redeemUncounted(input));
+  }
+
+  private async redeemUncounted(input: {
     member: MemberRef;
     orderId: string;
     draft: OrderDraft;

@@ -146,6 +146,10 @@ export function runMembersSuite(name: string, open: () => Promise<SuiteTarget>) 
       await expect(svc.saveRule({ ...rule, colour: 'red' })).rejects.toMatchObject({
         message: expect.stringContaining('unknown field "colour"'),
       });
+      const refused = (await svc.metrics.refusals.get()).values.find(
+        (v) => v.labels.code === 'CLOUD_ERR_RULE_INVALID',
+      );
+      expect(refused?.value).toBe(3);
       expect((await svc.saveRule(rule)).version).toBe(1);
       expect((await svc.saveRule({ ...rule, name: 'v2' })).version).toBe(2);
       expect((await repo.ruleVersions(rule.id)).map((v) => v.version)).toEqual([1, 2]);
