@@ -509,7 +509,7 @@ async function summaryLoop(
   stopHooks.push(async () => prices?.stop());
   if (!tty) {
     console.log(
-      `API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`,
+      `dashboard ${cfg.cloudHttp}/dashboard | API ${cfg.cloudHttp}/api/v1/gateways | API docs ${cfg.cloudHttp}/docs | edge ${cfg.edgeHttp}/status`,
     );
   }
 
@@ -563,6 +563,7 @@ async function summaryLoop(
         : 'last purchase       vending demo off (needs socat for the serial link: apt-get install socat)',
       `price campaign      ${prices ? prices.line : 'off (this data dir predates the ESL demo)'}`,
       '',
+      `dashboard  ${cfg.cloudHttp}/dashboard`,
       `API        ${cfg.cloudHttp}/api/v1/gateways`,
       `API docs   ${cfg.cloudHttp}/docs`,
       `edge       ${cfg.edgeHttp}/status   ${cfg.edgeHttp}/metrics`,
