@@ -395,7 +395,8 @@ export async function startEdge(
       commands,
       registry: metrics.registry,
       ...(opts.openCabinetLine ? { openLine: opts.openCabinetLine } : {}),
-      ...(opts.cabinetRfid ? { rfid: opts.cabinetRfid } : {}),
+      // The configured RFID reader (config.rfid) counts the cabinet unless a test injects one.
+      ...((opts.cabinetRfid ?? rfidReader) ? { rfid: opts.cabinetRfid ?? rfidReader!.driver } : {}),
       ...(opts.cabinetInventory ? { inventory: opts.cabinetInventory } : {}),
     }).catch(failed);
     const started = cabinet;
