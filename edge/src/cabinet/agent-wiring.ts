@@ -17,13 +17,13 @@ import type { Line } from '../gpio/line.ts';
 import { createOnoffLine } from '../gpio/onoff.ts';
 import type { Done } from '../ingest/event.ts';
 import type { KvStore } from '../outbox/types.ts';
-import type { RfidInventory } from '../rfid/api.ts';
 import { WeightShelf } from '../weight/shelf.ts';
 import type { CabinetConfigSchema } from './config.ts';
 import {
   combinedInventory,
   type InventoryProvider,
   MemoryInventory,
+  type RfidReaderLike,
   rfidInventory,
   weightInventory,
 } from './inventory.ts';
@@ -77,7 +77,8 @@ export interface StartCabinetOptions {
   commands: { registerExecutor(type: string, fn: (cmd: CommandEnvelope) => Promise<unknown>): void };
   registry?: Registry;
   openLine?: OpenCabinetLine;
-  rfid?: RfidInventory;
+  /** The RFID reader (edge/src/rfid RfidDriver, or anything answering `inventoryNow`). */
+  rfid?: RfidReaderLike;
   /** An extra inventory source (tests: the simulated cabinet's content, which outlives agent restarts). */
   inventory?: InventoryProvider;
   timers?: Timers;
