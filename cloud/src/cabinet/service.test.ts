@@ -1,7 +1,10 @@
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { migrate } from '../store/migrations.ts';
+import { openPglite } from '../store/pglite.ts';
+import type { Sql } from '../store/sql.ts';
 import { SimAgreementProvider } from '../../../firmware-sim/src/payment/agreement.ts';
 import type { CouponRedeemer, CouponRedemption } from '../members/coupons.ts';
-import { MemoryCabinetRepo } from './repo.ts';
+import { type CabinetRepo, MemoryCabinetRepo, SqlCabinetRepo } from './repo.ts';
 import { CabinetService, type UnlockCommand } from './service.ts';
 
 const closed = (sessionId: string, taken: Array<{ sku: string; qty: number }>) => ({
@@ -45,12 +48,15 @@ function fakeCoupons(): CouponRedeemer & { redeemed: Map<string, CouponRedemptio
   };
 }
 
+let makeRepo: () => CabinetRepo = () => new MemoryCabinetRepo();
+/** Session ids unique across tests: the PGlite run shares one database. */
+let n = 0;
+
 async function setup(
   o: { coupons?: CouponRedeemer; faults?: { apiError?: number; lostResponse?: number } } = {},
 ) {
   let now = 1_000;
-  let n = 0;
-  const repo = new MemoryCabinetRepo();
+  const repo = makeRepo();
   const provider = new SimAgreementProvider({ now: () => now, rng: () => 0.5, faults: o.faults ?? {} });
   const sent: UnlockCommand[] = [];
   const svc = new CabinetService({
@@ -68,18 +74,37 @@ async function setup(
     { sku: 'cola', priceCents: 300 },
     { sku: 'chips', priceCents: 550 },
   ]);
-  await repo.setAgreement({
-    memberId: 'm1',
-    provider: 'wechat',
-    agreementId: provider.sign('m1'),
-    active: true,
-  });
+  await repo.setAgreement(
+    {
+      memberId: 'm1',
+      provider: 'wechat',
+      agreementId: provider.sign('m1'),
+      active: true,
+    },
+    now,
+  );
   const ingest = (type: string, payload: unknown, gw = 'gw-1') =>
     repo.transaction((tx) => svc.applyEvent(tx, gw, type, payload, now));
   return { repo, provider, svc, sent, ingest, advance: (ms: number) => (now += ms) };
 }
 
-describe('CabinetService', () => {
+// The same tests on both repos (house style 1): the torture's memory repo must keep the SQL semantics.
+describe.each(['memory', 'pglite'] as const)('CabinetService (%s repo)', (kind) => {
+  let sql: Sql | undefined;
+  beforeAll(async () => {
+    if (kind === 'memory') {
+      makeRepo = () => new MemoryCabinetRepo();
+      return;
+    }
+    sql = await openPglite();
+    await migrate(sql);
+    const repo = new SqlCabinetRepo(sql);
+    makeRepo = () => repo;
+  }, 60_000);
+  afterAll(async () => {
+    await sql?.close();
+  });
+
   it('scan: an unlock command derived from the session, for a member with an agreement [CAB-AUTH-1]', async () => {
     const { svc, sent } = await setup();
     const s = await svc.scan({ gateway: 'gw-1', memberId: 'm1' });
@@ -163,7 +188,7 @@ describe('CabinetService', () => {
     expect(await ingest('cabinet.session.closed', closed(s.id, [{ sku: 'cola', qty: 1 }]), 'gw-2')).toBe(
       'wrong_gateway',
     );
-    expect(await ingest('cabinet.session.closed', closed('CS999999', []))).toBe('unknown_session');
+    expect(await ingest('cabinet.session.closed', closed('CSNONE99', []))).toBe('unknown_session');
     expect(await ingest('cabinet.session.relocked', { sessionId: s.id, at: 1, reason: 'not_opened' })).toBe(
       'applied',
     );
