@@ -212,6 +212,29 @@ describe('CabinetSession', () => {
     expect(types(r2)).toEqual(['closed']);
     expect(r2.lock.writes.at(-1)).toBe(0);
   });
+  it('a closing count that fails (reader down) is retried; the session closes once [CAB-COUNT-1]', async () => {
+    const r = await rig();
+    r.goods.put('rfid:a', 'cola');
+    await r.session.unlock({ sessionId: 'S00009' });
+    await r.setDoor(1);
+    r.goods.put('rfid:a', 'cola', 0);
+    const real = r.goods.snapshot.bind(r.goods);
+    let fails = 2;
+    r.goods.snapshot = async () => {
+      if (fails-- > 0) throw new Error('reader link down');
+      return real();
+    };
+    await r.setDoor(0);
+    expect(r.session.current?.state).toBe('counting');
+    expect(r.lock.writes.at(-1)).toBe(0);
+    await r.clock.advance(5_000);
+    expect(r.session.current?.state).toBe('counting');
+    await r.clock.advance(5_000);
+    expect(r.session.current?.state).toBe('closed');
+    expect(r.session.counters.countRetries).toBe(2);
+    expect(r.events.filter((e) => e.type === 'cabinet.session.closed')).toHaveLength(1);
+    expect(r.events.at(-1)!.payload).toMatchObject({ taken: [{ sku: 'cola', qty: 1 }] });
+  });
 });
 
 describe('inventory', () => {

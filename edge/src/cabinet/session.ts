@@ -70,6 +70,8 @@ export interface CabinetSessionDeps {
   timers: Timers;
   openTimeoutMs?: number;
   alarmAfterMs?: number;
+  /** Retry period of a closing count that failed (reader down) [CAB-COUNT-1]. */
+  countRetryMs?: number;
   log?: { info(o: object, m: string): void; warn(o: object, m: string): void };
 }
 
@@ -102,6 +104,7 @@ export class CabinetSession {
   private stopped = false;
   private readonly openTimeoutMs: number;
   private readonly alarmAfterMs: number;
+  private readonly countRetryMs: number;
   readonly counters = {
     unlocks: 0,
     duplicates: 0,
@@ -112,11 +115,13 @@ export class CabinetSession {
     alarms: 0,
     forced: 0,
     resumed: 0,
+    countRetries: 0,
   };
 
   constructor(private readonly d: CabinetSessionDeps) {
     this.openTimeoutMs = d.openTimeoutMs ?? 5_000;
     this.alarmAfterMs = d.alarmAfterMs ?? 60_000;
+    this.countRetryMs = d.countRetryMs ?? 5_000;
   }
 
   get current(): Readonly<SessionRecord> | undefined {
@@ -270,7 +275,22 @@ export class CabinetSession {
     await this.d.lock.write(0);
     rec.state = 'counting';
     await this.save(rec);
-    const closing = await this.d.inventory.snapshot({ expect: rec.opening });
+    let closing: Inventory;
+    try {
+      closing = await this.d.inventory.snapshot({ expect: rec.opening });
+    } catch (e) {
+      // [CAB-COUNT-1] the reader is down: the session stays `counting` (locked, in the
+      // ledger) and the count is retried; it is never closed on a guess.
+      this.counters.countRetries++;
+      this.d.log?.warn({ sessionId: rec.id, err: (e as Error).message }, 'closing count failed; retrying');
+      this.relockTimer = this.d.timers.setTimeout(() => {
+        this.relockTimer = undefined;
+        void this.serial(async () => {
+          if (this.cur?.id === rec.id && this.cur.state === 'counting' && !this.stopped) await this.close();
+        });
+      }, this.countRetryMs);
+      return;
+    }
     const diff = diffInventory(rec.opening, closing);
     rec.closing = closing;
     rec.state = 'closed';
