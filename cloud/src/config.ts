@@ -45,6 +45,36 @@ const FleetConfig = Type.Object(
     certValidityDays: Type.Integer({ minimum: 1, maximum: 3650 }),
     heartbeatTimeoutMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 }),
     stallAfterMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600 * 1000 }),
+    /** Presence history rows kept per gateway [PRESENCE-HIST-3]. */
+    presenceHistoryKeep: Type.Integer({ minimum: 1, maximum: 100_000 }),
+  },
+  { additionalProperties: false },
+);
+/**
+ * Fleet alerts (docs/fleet-alerts-dashboard.md "Configuration") [ALERT-CONFIG-1]: thresholds
+ * named here are stored at start over the stored ones (the API can change them until the
+ * next start); unnamed ones keep their stored or built-in value. Bounds as the API's.
+ */
+const AlertMs = Type.Integer({ minimum: 1000, maximum: 7 * 24 * 3600 * 1000 });
+const AlertsConfigSchema = Type.Object(
+  {
+    thresholds: Type.Object(
+      {
+        offlineAfterMs: Type.Optional(AlertMs),
+        backlogAgeMs: Type.Optional(AlertMs),
+        tempMinC: Type.Optional(Type.Number({ minimum: -50, maximum: 50 })),
+        tempMaxC: Type.Optional(Type.Number({ minimum: -50, maximum: 50 })),
+        tempClearMarginC: Type.Optional(Type.Number({ minimum: 0, maximum: 10 })),
+        doorOpenMs: Type.Optional(AlertMs),
+        lowStockCount: Type.Optional(Type.Integer({ minimum: 0, maximum: 1000 })),
+        tagBatteryLowMv: Type.Optional(Type.Integer({ minimum: 0, maximum: 5000 })),
+        vendFailures: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        silentAfterMs: Type.Optional(AlertMs),
+      },
+      { additionalProperties: false },
+    ),
+    /** Time-based alert rules are swept this often (default 5 s). */
+    sweepIntervalMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 3600 * 1000 })),
   },
   { additionalProperties: false },
 );
@@ -143,6 +173,7 @@ const ConfigBase = Type.Object(
     log: Type.Object({ level: Enum(LOG_LEVELS) }, { additionalProperties: false }),
     payments: PaymentsConfigSchema,
     fleet: FleetConfig,
+    alerts: AlertsConfigSchema,
   },
   { additionalProperties: false },
 );
@@ -176,7 +207,8 @@ export type CloudConfigInput = DeepPartial<Omit<CloudConfig, 'broker' | 'store'>
  * `external` and STORE_URL the store to `postgres` unless the mode/kind is also given.
  * An unknown STORELINK_CLOUD_* variable is an error (a typo must not be ignored).
  */
-export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | 'int' | 'json' }>> = {
+type EnvSpec = { path: string; type: 'string' | 'int' | 'number' | 'json' };
+export const ENV_MAP: Readonly<Record<string, EnvSpec>> = {
   STORELINK_CLOUD_DATA_DIR: { path: 'dataDir', type: 'string' },
   STORELINK_CLOUD_HTTP_HOST: { path: 'http.host', type: 'string' },
   STORELINK_CLOUD_HTTP_PORT: { path: 'http.port', type: 'int' },
@@ -209,6 +241,21 @@ export const ENV_MAP: Readonly<Record<string, { path: string; type: 'string' | '
   },
   STORELINK_CLOUD_PAYMENTS_PROVIDER_KEY: { path: 'payments.provider.providerKey', type: 'string' },
   STORELINK_CLOUD_PAYMENTS_PROVIDER_TIMEOUT_MS: { path: 'payments.provider.timeoutMs', type: 'int' },
+  STORELINK_CLOUD_FLEET_PRESENCE_HISTORY_KEEP: { path: 'fleet.presenceHistoryKeep', type: 'int' },
+  STORELINK_CLOUD_ALERTS_SWEEP_INTERVAL_MS: { path: 'alerts.sweepIntervalMs', type: 'int' },
+  STORELINK_CLOUD_ALERTS_OFFLINE_AFTER_MS: { path: 'alerts.thresholds.offlineAfterMs', type: 'int' },
+  STORELINK_CLOUD_ALERTS_BACKLOG_AGE_MS: { path: 'alerts.thresholds.backlogAgeMs', type: 'int' },
+  STORELINK_CLOUD_ALERTS_TEMP_MIN_C: { path: 'alerts.thresholds.tempMinC', type: 'number' },
+  STORELINK_CLOUD_ALERTS_TEMP_MAX_C: { path: 'alerts.thresholds.tempMaxC', type: 'number' },
+  STORELINK_CLOUD_ALERTS_TEMP_CLEAR_MARGIN_C: {
+    path: 'alerts.thresholds.tempClearMarginC',
+    type: 'number',
+  },
+  STORELINK_CLOUD_ALERTS_DOOR_OPEN_MS: { path: 'alerts.thresholds.doorOpenMs', type: 'int' },
+  STORELINK_CLOUD_ALERTS_LOW_STOCK_COUNT: { path: 'alerts.thresholds.lowStockCount', type: 'int' },
+  STORELINK_CLOUD_ALERTS_TAG_BATTERY_LOW_MV: { path: 'alerts.thresholds.tagBatteryLowMv', type: 'int' },
+  STORELINK_CLOUD_ALERTS_VEND_FAILURES: { path: 'alerts.thresholds.vendFailures', type: 'int' },
+  STORELINK_CLOUD_ALERTS_SILENT_AFTER_MS: { path: 'alerts.thresholds.silentAfterMs', type: 'int' },
 };
 
 const VARIANT_KEYS: Record<string, Record<string, readonly string[]>> = {
@@ -294,6 +341,12 @@ export function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): 
         continue;
       }
       v = Number(value);
+    } else if (spec.type === 'number') {
+      if (!/^-?\d+(\.\d+)?$/.test(value.trim())) {
+        errors.push(`${name} (${spec.path}) must be a number, got "${value}"`);
+        continue;
+      }
+      v = Number(value);
     } else if (spec.type === 'json') {
       try {
         v = JSON.parse(value);
@@ -372,7 +425,9 @@ export function resolveCloudConfig(
       certValidityDays: 365,
       heartbeatTimeoutMs: 35_000,
       stallAfterMs: 60_000,
+      presenceHistoryKeep: 200,
     }),
+    alerts: section(i.alerts, { thresholds: {} }),
     payments: section(i.payments, {
       providers: {},
       orderTtlMs: 300_000,
@@ -425,6 +480,10 @@ export function resolveCloudConfig(
         `/payments/provider/name "${name}" is not under payments.providers (its notifications need a key there)`,
       );
   }
+  // [ALERT-CONFIG-1] the API refuses an empty temperature band; so does the file.
+  const at = isObj(candidate.alerts) && isObj(candidate.alerts.thresholds) ? candidate.alerts.thresholds : {};
+  if (typeof at.tempMinC === 'number' && typeof at.tempMaxC === 'number' && at.tempMinC >= at.tempMaxC)
+    errors.push(`/alerts/thresholds/tempMinC (${at.tempMinC}) must be below tempMaxC (${at.tempMaxC})`);
   const ids = new Set<string>();
   if (Array.isArray(candidate.gateways)) {
     (candidate.gateways as { id?: unknown }[]).forEach((g, n) => {

@@ -25,6 +25,11 @@ import { providerHttpClient } from './payments/wechat-http.ts';
 import { type Prices, startPrices } from './prices/index.ts';
 import { type ShadowsAndRollouts, startShadowsAndRollouts } from './fleet/shadows-wiring.ts';
 import { type Alerts, type AlertsConfig, startAlerts } from './fleet/alerts-service.ts';
+import {
+  type PresenceHistory,
+  type PresenceHistoryConfig,
+  startPresenceHistory,
+} from './fleet/presence-history.ts';
 import { openStore, SqlCloudStore } from './store/index.ts';
 import { startVisionGallery, type VisionGallery } from './vision/index.ts';
 import type { CloudStore, CommandRecord } from './store/store.ts';
@@ -72,6 +77,8 @@ export interface CloudApp {
   fleetShadows: ShadowsAndRollouts | undefined;
   /** Fleet alerts and webhooks (docs/fleet-alerts-dashboard.md); undefined on a non-SQL store. */
   alerts: Alerts | undefined;
+  /** Presence history sweep (docs/fleet-provisioning.md); undefined on a non-SQL store. */
+  presenceHistory: PresenceHistory | undefined;
   /** Face gallery: enrolment, withdrawal/erasure to every edge (docs/vision.md); undefined on a non-SQL store. */
   vision: VisionGallery | undefined;
   /** Members, profiles, rules and coupons (docs/members.md); undefined on a non-SQL store. */
@@ -98,6 +105,8 @@ export interface StartOptions {
   };
   /** Alert sweep/delivery periods and threshold overrides (docs/fleet-alerts-dashboard.md). */
   alerts?: AlertsConfig;
+  /** Presence history sweep/prune periods (retention: config `fleet.presenceHistoryKeep`). */
+  presenceHistory?: Omit<PresenceHistoryConfig, 'keep'>;
   /** Members: coupon webhook, store displays per gateway, sweep period (docs/members.md). */
   members?: MembersConfig;
 }
@@ -292,9 +301,21 @@ export async function startCloud(
     // Fleet alerts (docs/fleet-alerts-dashboard.md): ingest hook + sweep + webhook outbox.
     const alerts =
       store instanceof SqlCloudStore
-        ? await startAlerts({ store, metrics, now, logger, ...(opts.alerts ? { config: opts.alerts } : {}) })
+        ? await startAlerts({ store, metrics, now, logger, config: alertsConfig(config, opts.alerts) })
         : undefined;
     if (alerts) stops.push(() => alerts.close());
+    // Presence history (docs/fleet-provisioning.md): the judged transitions and the pruning.
+    const presenceHistory =
+      store instanceof SqlCloudStore
+        ? startPresenceHistory({
+            sql: store.sql,
+            policy: presencePolicy,
+            now,
+            logger,
+            config: { ...opts.presenceHistory, keep: config.fleet.presenceHistoryKeep },
+          })
+        : undefined;
+    if (presenceHistory) stops.push(() => presenceHistory.close());
 
     const app = await build({
       context: {
@@ -334,6 +355,7 @@ export async function startCloud(
           }
         : {}),
       ...(alerts ? { alerts: { alerts } } : {}),
+      ...(store instanceof SqlCloudStore ? { presenceHistory: { sql: store.sql } } : {}),
       ...(members ? { members: { members: members.service } } : {}),
       dashboard:
         prices && store instanceof SqlCloudStore ? { prices: { book: prices.book, sql: store.sql } } : {},
@@ -361,8 +383,9 @@ export async function startCloud(
       prices,
       cabinets,
       vision: vision?.gallery,
-      alerts,
       fleetShadows,
+      alerts,
+      presenceHistory,
       members,
       idle: () => ingest.idle(),
       close() {
@@ -374,4 +397,20 @@ export async function startCloud(
     await closeAll();
     throw e;
   }
+}
+
+/**
+ * [ALERT-CONFIG-1] The config file's `alerts` section (and STORELINK_CLOUD_ALERTS_*) under
+ * the `startCloud` options: thresholds field by field, then stored at start over what the
+ * store held (docs/fleet-alerts-dashboard.md "Configuration").
+ */
+export function alertsConfig(config: CloudConfig, opt: AlertsConfig | undefined): AlertsConfig {
+  const thresholds = { ...config.alerts.thresholds, ...opt?.thresholds };
+  return {
+    ...(config.alerts.sweepIntervalMs !== undefined
+      ? { sweepIntervalMs: config.alerts.sweepIntervalMs }
+      : {}),
+    ...opt,
+    thresholds,
+  };
 }

@@ -1,5 +1,6 @@
 import { randomBytes, scrypt } from 'node:crypto';
 import { cloudError } from '../errors.ts';
+import { recordPresenceTransition } from './presence-history.ts';
 import type { Sql, SqlQueryable } from '../store/sql.ts';
 import type { IssuedCertificate } from './ca.ts';
 
@@ -217,6 +218,15 @@ export class SqlProvisioning {
          WHERE gateway = $1 AND retired_at IS NULL`,
         [gateway, now],
       );
+      // [PRESENCE-HIST-1] the revocation is history in the transaction that commits it.
+      await recordPresenceTransition(tx, {
+        gateway,
+        at: now,
+        state: 'revoked',
+        reason,
+        bdSeq: null,
+        source: 'revoke',
+      });
       return now;
     });
   }

@@ -17,6 +17,9 @@ import shadowRoutes, { type ShadowRoutesOptions } from '../fleet/routes-shadows.
 import rolloutRoutes, { type RolloutRoutesOptions } from '../fleet/routes-rollouts.ts';
 import provisioningRoutes, { type ProvisioningRoutesOptions } from '../fleet/routes-provisioning.ts';
 import alertRoutes, { type AlertRoutesOptions } from '../fleet/routes-alerts.ts';
+import presenceHistoryRoutes, {
+  type PresenceHistoryRoutesOptions,
+} from '../fleet/presence-history-routes.ts';
 import dashboardRoutes, { type DashboardOptions } from '../dashboard/routes.ts';
 import membersRoutes, { type MembersRoutesOptions } from '../members/routes.ts';
 
@@ -38,6 +41,8 @@ export interface HttpOptions {
   provisioning?: ProvisioningRoutesOptions;
   /** Fleet alerts and webhooks (cloud/src/fleet/alerts*); omit for none. */
   alerts?: AlertRoutesOptions;
+  /** Presence history of a gateway (cloud/src/fleet/presence-history*); omit for none. */
+  presenceHistory?: PresenceHistoryRoutesOptions;
   /** Members, rules, coupon templates and coupons (cloud/src/members); omit for none. */
   members?: MembersRoutesOptions;
   /** The operations dashboard at /dashboard (cloud/src/dashboard); omit for none. */
@@ -134,6 +139,7 @@ async function createApp(opts: HttpOptions) {
       if (opts.fleetShadows) await api.register(rolloutRoutes, opts.fleetShadows);
       if (opts.provisioning) await api.register(provisioningRoutes, opts.provisioning);
       if (opts.alerts) await api.register(alertRoutes, opts.alerts);
+      if (opts.presenceHistory) await api.register(presenceHistoryRoutes, opts.presenceHistory);
       if (opts.members) await api.register(membersRoutes, opts.members);
     },
     { prefix: API_PREFIX },

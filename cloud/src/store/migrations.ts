@@ -645,6 +645,25 @@ CREATE INDEX vision_gallery_ops_member ON vision_gallery_ops (member_id, op);
     name: 'fleet rollout targets answered',
     sql: `ALTER TABLE fleet_rollout_targets ADD COLUMN answered boolean NOT NULL DEFAULT false;`,
   },
+  {
+    // Presence history (docs/fleet-provisioning.md "Presence history" [PRESENCE-HIST-1]):
+    // one row per transition, newest kept per gateway (pruned by the presence sweep).
+    version: 61,
+    name: 'gateway presence history',
+    sql: `
+CREATE TABLE gateway_presence_history (
+  id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  gateway text NOT NULL REFERENCES gateways (id) ON DELETE CASCADE,
+  -- cloud clock: when the transition was applied (birth/death/revoke) or judged (sweep)
+  at      bigint NOT NULL,
+  state   text NOT NULL CHECK (state IN ('online', 'offline', 'stalled', 'revoked')),
+  reason  text,
+  bd_seq  bigint,
+  source  text NOT NULL CHECK (source IN ('birth', 'death', 'heartbeat', 'sweep', 'revoke'))
+);
+CREATE INDEX gateway_presence_history_gateway ON gateway_presence_history (gateway, id DESC);
+`,
+  },
 ];
 
 const LOCK_KEY = 0x5354_4c4b; // "STLK": one advisory lock for all storelink migrations

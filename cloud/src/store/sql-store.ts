@@ -10,6 +10,7 @@ import {
   type UplinkBatch,
 } from '@storelink/protocols';
 import { cloudError } from '../errors.ts';
+import { recordPresenceTransition } from '../fleet/presence-history.ts';
 import { migrate } from './migrations.ts';
 import type { Sql, SqlQueryable } from './sql.ts';
 import type {
@@ -160,6 +161,15 @@ export class SqlCloudStore implements CloudStore {
              WHERE gateway = $1`,
             [s.gateway, s.bdSeq, s.epoch ?? null, s.version ?? null, s.at, receivedAt],
           );
+          // [PRESENCE-HIST-1] the transition commits with the state it records.
+          await recordPresenceTransition(tx, {
+            gateway: s.gateway,
+            at: receivedAt,
+            state: 'online',
+            reason: 'birth',
+            bdSeq: s.bdSeq,
+            source: 'birth',
+          });
           return { applied: true, state: 'online' } as const;
         }
         // Death. [PRESENCE-BDSEQ-1] An older session's will never marks a live gateway
@@ -176,6 +186,15 @@ export class SqlCloudStore implements CloudStore {
              updated_at = $4 WHERE gateway = $1`,
           [s.gateway, s.bdSeq, s.at, receivedAt],
         );
+        // [PRESENCE-HIST-1] only an applied death is history; a stale one returned above.
+        await recordPresenceTransition(tx, {
+          gateway: s.gateway,
+          at: receivedAt,
+          state: 'offline',
+          reason: 'death',
+          bdSeq: s.bdSeq,
+          source: 'death',
+        });
         return { applied: true, state: 'offline' } as const;
       }),
     );
@@ -187,17 +206,31 @@ export class SqlCloudStore implements CloudStore {
         if (!(await ensureGateway(tx, hb.gateway, hb.site, receivedAt))) return false;
         // A heartbeat of an older session says nothing about the current one. One of a
         // newer session means its birth was missed: the gateway is online in it.
-        const r = await tx.query(
-          `UPDATE gateway_presence SET last_heartbeat = $2::jsonb,
+        // `old` locks the row first, so `born` compares with the session this update replaces.
+        const r = await tx.query<{ born: boolean }>(
+          `WITH old AS (SELECT bd_seq AS prev_bd_seq FROM gateway_presence WHERE gateway = $1 FOR UPDATE)
+           UPDATE gateway_presence SET last_heartbeat = $2::jsonb,
              last_seen = GREATEST(COALESCE(last_seen, 0), $3),
              state = CASE WHEN bd_seq IS NULL OR $4 > bd_seq THEN 'online' ELSE state END,
              online_since = CASE WHEN bd_seq IS NULL OR $4 > bd_seq THEN $5 ELSE online_since END,
              bd_seq = GREATEST(COALESCE(bd_seq, $4), $4),
              updated_at = $3
-           WHERE gateway = $1 AND (bd_seq IS NULL OR bd_seq <= $4)`,
+           FROM old WHERE gateway = $1 AND (bd_seq IS NULL OR bd_seq <= $4)
+           RETURNING (old.prev_bd_seq IS NULL OR $4 > old.prev_bd_seq) AS born`,
           [hb.gateway, JSON.stringify(hb), receivedAt, hb.bdSeq, hb.at],
         );
         if (r.affected === 0) await touch(tx, hb.gateway, receivedAt);
+        else if (r.rows[0]?.born) {
+          // [PRESENCE-HIST-1] a newer session's heartbeat brought the gateway online.
+          await recordPresenceTransition(tx, {
+            gateway: hb.gateway,
+            at: receivedAt,
+            state: 'online',
+            reason: 'missed_birth',
+            bdSeq: hb.bdSeq,
+            source: 'heartbeat',
+          });
+        }
         return r.affected > 0;
       }),
     );
