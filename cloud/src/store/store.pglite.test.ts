@@ -20,7 +20,8 @@ describe('PGlite store on disk', () => {
     const gw = { gateway: 'gw-1', site: 's' };
     const epoch = newId();
     const sql1 = await openPglite(join(dir, 'db'));
-    expect(await migrate(sql1)).toEqual(MIGRATIONS.map((m) => m.version));
+    // Applied in version order, whatever order the entries are listed in.
+    expect(await migrate(sql1)).toEqual(MIGRATIONS.map((m) => m.version).sort((a, b) => a - b));
     const s1 = await SqlCloudStore.open(sql1);
     await s1.ingestBatch(batchOf(gw, epoch, telemetryRun(gw, 1, 7)), 1);
     await s1.close();
