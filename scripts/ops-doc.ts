@@ -6,7 +6,10 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { createCabinetMetrics } from '../cloud/src/cabinet/service.ts';
 import { createCloudMetrics, ENV_MAP } from '../cloud/src/index.ts';
+import { createMembersMetrics } from '../cloud/src/members/service.ts';
+import { createOrdersMetrics } from '../cloud/src/orders/service.ts';
 import { envVariables } from '../edge/src/config.ts';
 import { EdgeMetrics } from '../edge/src/metrics.ts';
 import { registerRfidMetrics } from '../edge/src/rfid/agent-wiring.ts';
@@ -35,6 +38,15 @@ function edgeRegistry() {
   return registry;
 }
 
+/** The cloud's registry with every service's metrics on it, as `startCloud` builds it. */
+function cloudRegistry() {
+  const { registry } = createCloudMetrics({ defaultMetrics: false });
+  createOrdersMetrics(registry);
+  createMembersMetrics(registry);
+  createCabinetMetrics(registry);
+  return registry;
+}
+
 export async function renderOpsDoc(current: string): Promise<string> {
   const edgeEnv = envVariables()
     .map((v) => `| \`${v.name}\` | \`${v.path.join('.')}\` |`)
@@ -46,7 +58,7 @@ export async function renderOpsDoc(current: string): Promise<string> {
     EDGE_ENV: edgeEnv,
     CLOUD_ENV: cloudEnv,
     EDGE_METRICS: await metricRows(edgeRegistry()),
-    CLOUD_METRICS: await metricRows(createCloudMetrics({ defaultMetrics: false }).registry),
+    CLOUD_METRICS: await metricRows(cloudRegistry()),
   };
   let out = current;
   for (const [name, body] of Object.entries(sections)) {
