@@ -209,6 +209,22 @@ describe('cabinet end to end: scan → unlock → take → close → one charge'
     const r = await api<{ code: string }>('POST', '/cabinet/sessions', { gateway: GW, memberId: 'm-nobody' });
     expect(r.status).toBe(403);
     expect(r.body.code).toBe('CLOUD_ERR_CAB_NO_AGREEMENT');
+    // malformed scans and unknown sessions get their codes too
+    const bad = await api<{ code: string }>('POST', '/cabinet/sessions', {
+      gateway: GW,
+      memberId: 'm-alice',
+      extra: 1,
+    });
+    expect(bad.status).toBe(400);
+    expect(bad.body.code).toBe('CLOUD_ERR_BAD_REQUEST');
+    const unknown = await api<{ code: string }>('POST', '/cabinet/sessions', {
+      gateway: 'gw-nowhere',
+      memberId: 'm-alice',
+    });
+    expect(unknown.status).toBe(404);
+    expect((await api<{ code: string }>('GET', '/cabinet/sessions/CSNOSUCH1')).body.code).toBe(
+      'CLOUD_ERR_NOT_FOUND',
+    );
     expect(world.lock.length).toBe(before);
   });
 
