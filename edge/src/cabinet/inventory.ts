@@ -126,7 +126,7 @@ export function weightInventory(
 // ---------------------------------------------------------------- RFID
 
 /** What the cabinet needs of the RFID driver (edge/src/rfid/api.ts `RfidInventory`). */
-export type RfidReaderLike = Pick<RfidInventory, 'inventoryNow'>;
+export type RfidReaderLike = Pick<RfidInventory, 'inventoryNow'> & Partial<Pick<RfidInventory, 'present'>>;
 
 export interface RfidInventoryOptions {
   /** EPC → SKU (the tag map; SGTIN decoding would go here). Unknown EPCs are reported. */
@@ -143,7 +143,8 @@ export interface RfidInventoryOptions {
  * union of `rounds` fresh rounds (`inventoryNow`, unsmoothed: the driver's smoothed
  * `present()` view lags departures, which would charge a tag taken in the previous
  * session to the next customer). Tags expected (at close: the opening count; at opening:
- * the last closing count) and still unseen get up to `extraRounds` more rounds. If an
+ * the last closing count, plus the driver's smoothed `present()` view) and still unseen get
+ * up to `extraRounds` more rounds. If an
  * antenna failed in any round, an expected tag still unseen is `unknown`, not gone, and is
  * never charged (the driver's `complete: false`).
  */
@@ -166,6 +167,10 @@ export function rfidInventory(reader: RfidReaderLike, o: RfidInventoryOptions): 
       const expected = (opts?.expect?.items ?? [])
         .filter((it) => it.key.startsWith('rfid:'))
         .map((it) => it.key.slice(5));
+      // The driver's smoothed view only says where to look harder (a tag stocked since the
+      // last count), never what is there: it lags departures [CAB-INV-2].
+      if (reader.present)
+        for (const epc of reader.present().keys()) if (!expected.includes(epc)) expected.push(epc);
       for (let i = 0; i < extra && attempts < rounds + 2 * extra && expected.some((e) => !seen.has(e)); i++)
         await round();
       const complete = completeRounds >= rounds;

@@ -297,6 +297,32 @@ describe('inventory', () => {
     expect(round).toBe(5);
   });
 
+  it("RFID: a tag only in the driver's present() view is looked for harder, never counted unread", async () => {
+    let round = 0;
+    const reader = {
+      present: () =>
+        new Map([
+          ['e7', { antenna: 1, rssi: -60, lastSeen: 0 }],
+          ['gone', { antenna: 1, rssi: -60, lastSeen: 0 }],
+        ]),
+      async inventoryNow() {
+        round++;
+        const seen = round > 3 ? ['e1', 'e7'] : ['e1']; // e7 (just stocked) missed in the first rounds
+        return {
+          tags: new Map(seen.map((t) => [t, { antenna: 1, rssi: -50, lastSeen: round }])),
+          antennasOk: [1],
+          antennasFailed: [],
+          startedAt: 0,
+          finishedAt: 0,
+          complete: true,
+        };
+      },
+    };
+    const snap = await rfidInventory(reader, { skuOf: () => 'juice', rounds: 2, extraRounds: 4 }).snapshot();
+    expect(snap.items.map((i) => i.key).sort()).toEqual(['rfid:e1', 'rfid:e7']);
+    expect(round).toBe(6); // 'gone' (a stale entry) kept looking until the extra rounds ran out
+  });
+
   it('RFID: an antenna failure makes missing expected tags unknown, never taken', async () => {
     const reader = {
       async inventoryNow() {
