@@ -95,6 +95,10 @@ it('shows the fleet, then the warm-fridge alert as it is raised; the webhook get
   await page.locator('#gateway-detail table[data-testid="devices"] td', { hasText: 'fridge-2' }).waitFor({
     timeout: 30_000,
   });
+  // Presence history [PRESENCE-HIST-1]: the gateway's birth, recorded when it was applied.
+  const born = page.locator('#gateway-detail table[data-testid="presence-history"] tr', { hasText: 'birth' });
+  await born.first().waitFor({ timeout: 30_000 });
+  expect(await born.first().locator('td').nth(1).textContent()).toBe('online');
 
   expect(await page.locator('#gateway-detail').textContent()).not.toContain('[object');
 

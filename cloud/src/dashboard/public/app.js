@@ -135,10 +135,12 @@ async function renderGatewayDetail() {
     box.hidden = true;
     return;
   }
-  const [g, devices, alerts] = await Promise.all([
+  const [g, devices, alerts, history] = await Promise.all([
     getJson(`${API}/gateways/${encodeURIComponent(id)}`),
     getJson(`${API}/gateways/${encodeURIComponent(id)}/devices`),
     getJson(`${API}/alerts?gateway=${encodeURIComponent(id)}&limit=20`),
+    // Absent (404) when the cloud keeps no presence history (non-SQL store).
+    getJson(`${API}/gateways/${encodeURIComponent(id)}/presence/history?limit=20`).catch(() => undefined),
   ]);
   if (!g) {
     box.hidden = true;
@@ -208,6 +210,7 @@ async function renderGatewayDetail() {
     ),
     h('h3', {}, 'Alerts'),
     alertTable(alerts?.items ?? []),
+    ...(history ? [h('h3', {}, 'Presence history'), presenceHistoryTable(history.items)] : []),
     ...optional
       .filter((o) => o.body !== undefined)
       .flatMap((o) => [
@@ -216,6 +219,45 @@ async function renderGatewayDetail() {
       ]),
   );
   box.hidden = false;
+}
+
+/** Presence transitions, newest first (docs/fleet-provisioning.md "Presence history"). */
+function presenceHistoryTable(items) {
+  const body = h('tbody', {});
+  replaceRows(
+    body,
+    items.map((t) =>
+      h(
+        'tr',
+        {},
+        h('td', {}, fmtTime(t.at)),
+        h('td', { class: `state-${t.state}` }, t.state),
+        h('td', {}, t.reason ?? '—'),
+        h('td', {}, t.bdSeq ?? '—'),
+        h('td', {}, t.source),
+      ),
+    ),
+    5,
+    'no presence transitions recorded',
+  );
+  return h(
+    'table',
+    { 'data-testid': 'presence-history' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', {}, 'When'),
+        h('th', {}, 'State'),
+        h('th', {}, 'Reason'),
+        h('th', {}, 'bdSeq'),
+        h('th', {}, 'Source'),
+      ),
+    ),
+    body,
+  );
 }
 
 // ---------------- alerts ----------------
