@@ -95,10 +95,21 @@ export class CommandRouter {
     }));
   }
 
-  /** Adds an agent-executed command type (a capability that runs on the gateway itself). */
-  registerExecutor(type: string, fn: GatewayExecutor): void {
+  /**
+   * Adds an agent-executed command type (a capability that runs on the gateway itself).
+   * `syncsBeforeActing`: the executor itself makes a synced write to this same store
+   * before it acts (the VMC driver's per-order ledger does, before any motor runs). The
+   * router's `started` mark is then written without its own fsync: the executor's synced
+   * write flushes the log that holds it too, so [CMD-ONCE-1] holds with one fsync less on
+   * the pay-to-vend path [CMD-ONCE-2].
+   */
+  registerExecutor(type: string, fn: GatewayExecutor, opts: { syncsBeforeActing?: boolean } = {}): void {
     this.executors.set(type, fn);
+    if (opts.syncsBeforeActing) this.syncedByExecutor.add(type);
+    else this.syncedByExecutor.delete(type);
   }
+
+  private readonly syncedByExecutor = new Set<string>();
 
   /** Reports commands a previous run started but never finished, then prunes. */
   async start(pruneEveryMs = 10 * 60 * 1000): Promise<void> {
@@ -217,7 +228,7 @@ export class CommandRouter {
       return this.record(cmd.id, entry, this.reject(cmd.id, cmd.type, receivedAt, e));
     }
     // Mark started before acting: after a crash we must not act again [CMD-ONCE-1].
-    await this.putEntry(cmd.id, entry);
+    await this.putEntry(cmd.id, entry, !(executor && this.syncedByExecutor.has(cmd.type)));
     let outcome: Omit<CommandResult, 'commandId' | 'type' | 'receivedAt'>;
     if (executor) {
       try {
@@ -337,9 +348,9 @@ export class CommandRouter {
    * one sequential file). A dispense waits for this before the motor runs [CMD-ONCE-1],
    * so every fsync here is on the pay-to-vend path (p99 of one fsync here: ~11 ms).
    */
-  private async putEntry(id: string, entry: LedgerEntry): Promise<void> {
+  private async putEntry(id: string, entry: LedgerEntry, sync = true): Promise<void> {
     await this.d.kv.put(`${EXPIRY_INDEX}${pad(entry.expiresAt)}!${id}`, '');
-    await this.d.kv.put(LEDGER + id, JSON.stringify(entry), { sync: true });
+    await this.d.kv.put(LEDGER + id, JSON.stringify(entry), sync ? { sync: true } : {});
   }
 
   private async record(id: string, entry: LedgerEntry, result: CommandResult): Promise<CommandResult> {

@@ -69,7 +69,13 @@ export interface StartVendingOptions {
   /** The agent's KvStore: the driver's per-order ledger lives under `vmc/vend/`. */
   ledger: Pick<KvStore, 'get' | 'put'>;
   append: (ev: UnsequencedEvent) => Promise<unknown>;
-  commands: { registerExecutor(type: string, fn: (cmd: CommandEnvelope) => Promise<unknown>): void };
+  commands: {
+    registerExecutor(
+      type: string,
+      fn: (cmd: CommandEnvelope) => Promise<unknown>,
+      opts?: { syncsBeforeActing?: boolean },
+    ): void;
+  };
   metrics: VmcMetrics;
   binding?: SerialBinding;
   openGpioLine?: OpenGpioLine;
@@ -308,49 +314,54 @@ export async function startVending(o: StartVendingOptions): Promise<Vending> {
   o.metrics.attach(driver);
 
   let lastVend: VendingStatus['lastVend'] = null;
-  o.commands.registerExecutor(VEND_DISPENSE, async (cmd) => {
-    // The router has checked signature, expiry, the ledger and the payload schema.
-    const p = cmd.payload as VendDispense;
-    if (cfg.slots && !cfg.slots.includes(p.slot)) {
-      throw refuseCommand(
-        edgeError('EDGE_ERR_VMC_SLOT', { orderId: p.orderId, slot: p.slot, slots: cfg.slots.join(',') }),
-      );
-    }
-    // The order's deadline until approval ends with the command: the cloud refunds an
-    // expired dispense, so it must not start a motor after that [VEND-EXPIRY-1].
-    const left = cmd.expiresAt - now();
-    const r = await driver.vend({
-      orderId: p.orderId,
-      slot: p.slot,
-      priceCents: p.priceCents,
-      deadlineMs: Math.max(1, Math.min(cfg.vendDeadlineMs, left)),
-      expiresAt: cmd.expiresAt,
-    });
-    lastVend = { ...r, commandId: cmd.id, at: now() };
-    const ev: VendResult = {
-      orderId: r.orderId,
-      commandId: cmd.id,
-      outcome: r.outcome,
-      ...(r.reason ? { reason: r.reason } : {}),
-      ...(r.code ? { code: r.code } : {}),
-      slot: r.slot,
-      durationMs: Math.max(0, Math.round(r.durationMs)),
-      ...(r.approvedAfterMs !== undefined
-        ? { approvedAfterMs: Math.max(0, Math.round(r.approvedAfterMs)) }
-        : {}),
-      ...(r.dropSeen !== undefined ? { dropSeen: r.dropSeen } : {}),
-      at: now(),
-    };
-    // tx lane, before the command.result the router appends after we return.
-    await emit(VEND_RESULT, ev);
-    return {
-      orderId: r.orderId,
-      outcome: r.outcome,
-      ...(r.reason ? { reason: r.reason } : {}),
-      slot: r.slot,
-      durationMs: ev.durationMs,
-    };
-  });
+  o.commands.registerExecutor(
+    VEND_DISPENSE,
+    async (cmd) => {
+      // The router has checked signature, expiry, the ledger and the payload schema.
+      const p = cmd.payload as VendDispense;
+      if (cfg.slots && !cfg.slots.includes(p.slot)) {
+        throw refuseCommand(
+          edgeError('EDGE_ERR_VMC_SLOT', { orderId: p.orderId, slot: p.slot, slots: cfg.slots.join(',') }),
+        );
+      }
+      // The order's deadline until approval ends with the command: the cloud refunds an
+      // expired dispense, so it must not start a motor after that [VEND-EXPIRY-1].
+      const left = cmd.expiresAt - now();
+      const r = await driver.vend({
+        orderId: p.orderId,
+        slot: p.slot,
+        priceCents: p.priceCents,
+        deadlineMs: Math.max(1, Math.min(cfg.vendDeadlineMs, left)),
+        expiresAt: cmd.expiresAt,
+      });
+      lastVend = { ...r, commandId: cmd.id, at: now() };
+      const ev: VendResult = {
+        orderId: r.orderId,
+        commandId: cmd.id,
+        outcome: r.outcome,
+        ...(r.reason ? { reason: r.reason } : {}),
+        ...(r.code ? { code: r.code } : {}),
+        slot: r.slot,
+        durationMs: Math.max(0, Math.round(r.durationMs)),
+        ...(r.approvedAfterMs !== undefined
+          ? { approvedAfterMs: Math.max(0, Math.round(r.approvedAfterMs)) }
+          : {}),
+        ...(r.dropSeen !== undefined ? { dropSeen: r.dropSeen } : {}),
+        at: now(),
+      };
+      // tx lane, before the command.result the router appends after we return.
+      await emit(VEND_RESULT, ev);
+      return {
+        orderId: r.orderId,
+        outcome: r.outcome,
+        ...(r.reason ? { reason: r.reason } : {}),
+        slot: r.slot,
+        durationMs: ev.durationMs,
+      };
+      // The driver's per-order ledger is written with fsync before the motor runs [CMD-ONCE-2].
+    },
+    { syncsBeforeActing: true },
+  );
 
   await driver.start();
   log.info({ path: cfg.serialPath, dropSource }, 'vending driver started');
