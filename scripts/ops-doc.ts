@@ -12,6 +12,7 @@ import { createMembersMetrics } from '../cloud/src/members/service.ts';
 import { createOrdersMetrics } from '../cloud/src/orders/service.ts';
 import { envVariables } from '../edge/src/config.ts';
 import { EdgeMetrics } from '../edge/src/metrics.ts';
+import { registerCabinetMetrics } from '../edge/src/cabinet/agent-wiring.ts';
 import { registerRfidMetrics } from '../edge/src/rfid/agent-wiring.ts';
 import { registerVmcMetrics } from '../edge/src/vending/agent-wiring.ts';
 import { visionMetrics } from '../edge/src/vision/service.ts';
@@ -34,6 +35,7 @@ function edgeRegistry() {
   const { registry } = new EdgeMetrics({ outbox: () => undefined, devicesOnline: () => 0 });
   registerVmcMetrics(registry);
   registerRfidMetrics(registry);
+  registerCabinetMetrics(registry);
   visionMetrics(registry);
   return registry;
 }
