@@ -206,6 +206,15 @@ export class SqlCloudStore implements CloudStore {
         if (!(await ensureGateway(tx, hb.gateway, hb.site, receivedAt))) return false;
         // A heartbeat of an older session says nothing about the current one. One of a
         // newer session means its birth was missed: the gateway is online in it.
+        const json = JSON.stringify(hb);
+        // Hot path: a heartbeat of the current session changes no state (and no history).
+        const same = await tx.query(
+          `UPDATE gateway_presence SET last_heartbeat = $2::jsonb,
+             last_seen = GREATEST(COALESCE(last_seen, 0), $3), updated_at = $3
+           WHERE gateway = $1 AND bd_seq = $4`,
+          [hb.gateway, json, receivedAt, hb.bdSeq],
+        );
+        if (same.affected > 0) return true;
         // `old` locks the row first, so `born` compares with the session this update replaces.
         const r = await tx.query<{ born: boolean }>(
           `WITH old AS (SELECT bd_seq AS prev_bd_seq FROM gateway_presence WHERE gateway = $1 FOR UPDATE)
@@ -217,7 +226,7 @@ export class SqlCloudStore implements CloudStore {
              updated_at = $3
            FROM old WHERE gateway = $1 AND (bd_seq IS NULL OR bd_seq <= $4)
            RETURNING (old.prev_bd_seq IS NULL OR $4 > old.prev_bd_seq) AS born`,
-          [hb.gateway, JSON.stringify(hb), receivedAt, hb.bdSeq, hb.at],
+          [hb.gateway, json, receivedAt, hb.bdSeq, hb.at],
         );
         if (r.affected === 0) await touch(tx, hb.gateway, receivedAt);
         else if (r.rows[0]?.born) {
