@@ -157,7 +157,10 @@ describe('SimDevice against a real broker', () => {
     expect(dev.config().intervalMs).toBe(60_000);
 
     const ok = await command('vend-1', 'device.config', cmd(60_000, { config: { intervalMs: 20 } }));
-    expect(ok).toEqual({ status: 'ok', result: { applied: { intervalMs: 20 }, previous: { intervalMs: 60_000 } } });
+    expect(ok).toEqual({
+      status: 'ok',
+      result: { applied: { intervalMs: 20 }, previous: { intervalMs: 60_000 } },
+    });
     expect(dev.config().intervalMs).toBe(20);
     const from = obs.messages.length;
     await new Promise((r) => setTimeout(r, 300));
