@@ -284,7 +284,10 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
     log.debug({ client: client?.id, err: err.message }, 'connection error'),
   );
 
-  const server: Server = createServer(aedes.handle);
+  // [BROKER-NODELAY-1] Nagle off: a command written to a gateway whose last segment the
+  // gateway has not ACKed yet (Linux delays ACKs up to 40 ms) would otherwise wait for that
+  // ACK — measured as a 30-43 ms stall on the payment → VEND APPROVED path (bench dispense).
+  const server: Server = createServer({ noDelay: true }, aedes.handle);
   const tlsServer = opts.tls
     ? createTlsServer(
         {
@@ -296,6 +299,7 @@ export async function startEmbeddedBroker(opts: EmbeddedBrokerOptions): Promise<
           // logged CONNACK with a code rather than an anonymous handshake failure.
           rejectUnauthorized: false,
           minVersion: 'TLSv1.2',
+          noDelay: true,
         },
         aedes.handle,
       )

@@ -53,6 +53,8 @@ export interface CommandTransport {
   close(): Promise<void>;
 }
 
+const GATEWAY_MEMORY_MS = 30_000;
+
 export class CommandService {
   private readonly now: () => number;
   private readonly log: Logger;
@@ -92,9 +94,26 @@ export class CommandService {
     );
   }
 
+  /**
+   * A gateway's site (for the topic), remembered for GATEWAY_MEMORY_MS: every command
+   * needs it, and on a store with one connection (PGlite) each extra query waits behind
+   * whatever else holds it — on the pay-to-dispense path that wait was the p99.
+   */
+  private readonly gateways = new Map<string, { gw: { id: string; site: string }; until: number }>();
+  private async gatewayOf(id: string): Promise<{ id: string; site: string } | undefined> {
+    const now = this.now();
+    const known = this.gateways.get(id);
+    if (known && known.until > now) return known.gw;
+    const gw = await this.opts.store.getGateway(id);
+    if (!gw) return undefined;
+    if (this.gateways.size >= 10_000) this.gateways.clear();
+    this.gateways.set(id, { gw: { id: gw.id, site: gw.site }, until: now + GATEWAY_MEMORY_MS });
+    return gw;
+  }
+
   async send(input: SendCommandInput): Promise<CommandRecord> {
     const { store, metrics } = this.opts;
-    const gw = await store.getGateway(input.gateway);
+    const gw = await this.gatewayOf(input.gateway);
     if (!gw) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'gateway', id: input.gateway });
     const ttl = input.ttlMs ?? this.opts.defaultTtlMs;
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_COMMAND_TTL_MS) {
