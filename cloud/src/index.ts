@@ -247,6 +247,7 @@ export async function startCloud(
             store,
             config: config.payments,
             sendCommand,
+            commands,
             ...(payClient ? { clients: { [payClient.name]: payClient.client } } : {}),
             registry: metrics.registry,
             logger,

@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import { cloudError } from '../errors.ts';
 import type { CloudMetrics } from '../metrics.ts';
 import { connectServiceClient } from '../mqtt-client.ts';
-import type { CloudStore, CommandRecord } from '../store/store.ts';
+import type { CloudStore, CommandRecord, NewCommand } from '../store/store.ts';
 
 export interface SendCommandInput {
   gateway: string;
@@ -23,6 +23,13 @@ export interface SendCommandInput {
   ttlMs?: number;
   /** A caller-derived id (a ULID), so a re-issue is the same command (vend.dispense per order). */
   id?: string;
+}
+
+/** A signed command not yet stored or published (see `CommandService.prepare`). */
+export interface PreparedCommand {
+  topic: string;
+  envelope: CommandEnvelope;
+  row: NewCommand;
 }
 
 export interface CommandServiceOptions {
@@ -112,9 +119,22 @@ export class CommandService {
   }
 
   async send(input: SendCommandInput): Promise<CommandRecord> {
-    const { store, metrics } = this.opts;
     const gw = await this.gatewayOf(input.gateway);
     if (!gw) throw cloudError('CLOUD_ERR_NOT_FOUND', { what: 'gateway', id: input.gateway });
+    const prepared = this.prepare(input, gw.site);
+    await this.opts.store.insertCommand(prepared.row);
+    await this.publishPrepared(prepared);
+    return (await this.opts.store.getCommand(prepared.envelope.id))!;
+  }
+
+  /**
+   * Builds and signs a command for a gateway of `site` without storing it: the caller
+   * stores `row` — in its own transaction, when the command is part of a change it
+   * commits (a paid order and its dispense [CMD-TX-1]) — and then calls
+   * `publishPrepared`. Stored first, so a result can never arrive for a command we do
+   * not know.
+   */
+  prepare(input: SendCommandInput, site: string): PreparedCommand {
     const ttl = input.ttlMs ?? this.opts.defaultTtlMs;
     if (!Number.isInteger(ttl) || ttl < 1 || ttl > MAX_COMMAND_TTL_MS) {
       throw cloudError('CLOUD_ERR_BAD_REQUEST', {
@@ -133,20 +153,29 @@ export class CommandService {
     };
     const ok = checkCommandBody(unsigned);
     if (!ok.ok) throw ok.error;
-    const topic = gatewayTopic({ site: gw.site, gateway: gw.id }, 'cmd');
+    const topic = gatewayTopic({ site, gateway: input.gateway }, 'cmd');
     const envelope = signCommand(this.opts.privateKey, topic, unsigned);
-    await store.insertCommand({
-      id: envelope.id,
-      gateway: gw.id,
-      site: gw.site,
-      device: envelope.target.device ?? null,
-      type: envelope.type,
-      payload: envelope.payload,
-      issuedAt,
-      expiresAt: envelope.expiresAt,
-      sig: envelope.sig,
-    });
-    // Stored first, so a result can never arrive for a command we do not know.
+    return {
+      topic,
+      envelope,
+      row: {
+        id: envelope.id,
+        gateway: input.gateway,
+        site,
+        device: envelope.target.device ?? null,
+        type: envelope.type,
+        payload: envelope.payload,
+        issuedAt,
+        expiresAt: envelope.expiresAt,
+        sig: envelope.sig,
+      },
+    };
+  }
+
+  /** Publishes a prepared command whose row is committed, then marks it sent. */
+  async publishPrepared(p: PreparedCommand): Promise<void> {
+    const { store, metrics } = this.opts;
+    const { envelope, topic } = p;
     if (!this.transport.connected) {
       throw cloudError('CLOUD_ERR_COMMAND_PUBLISH', {
         id: envelope.id,
@@ -167,14 +196,13 @@ export class CommandService {
     this.log.info(
       {
         id: envelope.id,
-        gateway: gw.id,
+        gateway: p.row.gateway,
         type: envelope.type,
         device: envelope.target.device,
         expiresAt: envelope.expiresAt,
       },
-      `command ${envelope.type} sent to ${gw.id}`,
+      `command ${envelope.type} sent to ${p.row.gateway}`,
     );
-    return (await store.getCommand(envelope.id))!;
   }
 
   /**

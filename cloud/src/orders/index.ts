@@ -1,7 +1,7 @@
 import { VEND_DISPENSE } from '@storelink/protocols';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import type { SendCommandInput } from '../commands/service.ts';
+import type { CommandService, SendCommandInput } from '../commands/service.ts';
 import type { CouponRedeemer } from '../members/coupons.ts';
 import type { PaymentProviderClient } from '../payments/provider.ts';
 import { NotificationVerifier, type SigAlgorithm } from '../payments/wechat.ts';
@@ -9,6 +9,7 @@ import type { SqlCloudStore } from '../store/sql-store.ts';
 import { SqlOrdersRepo, sqlOrdersTx } from './repo.ts';
 import {
   createOrdersMetrics,
+  type DispenseCommand,
   OrdersService,
   type OrdersServiceOptions,
   type PaymentsTiming,
@@ -44,6 +45,8 @@ export function startVending(opts: {
   store: SqlCloudStore;
   config: PaymentsConfig;
   sendCommand: (c: SendCommandInput) => Promise<unknown>;
+  /** Sign now, store in the payment transaction, publish after commit [CMD-TX-1]. */
+  commands?: Pick<CommandService, 'prepare' | 'publishPrepared'>;
   /** Provider API clients (query, close, refund) by provider name; none in production yet. */
   clients?: Record<string, PaymentProviderClient>;
   registry?: Registry;
@@ -80,6 +83,7 @@ export function startVending(opts: {
         ttlMs: c.ttlMs,
       });
     },
+    ...(opts.commands ? { dispenseInTx: dispenseInTx(opts.commands) } : {}),
     now: opts.now,
     timing: config,
     metrics: createOrdersMetrics(opts.registry),
@@ -97,4 +101,16 @@ export function startVending(opts: {
   const sweeper = new SettlementSweeper(service, logger ? { logger } : {});
   if (config.sweepIntervalMs > 0) sweeper.start(config.sweepIntervalMs, opts.now);
   return { service, sweeper, close: () => sweeper.stop() };
+}
+
+function dispenseInTx(commands: Pick<CommandService, 'prepare' | 'publishPrepared'>) {
+  return {
+    prepare(c: DispenseCommand, site: string) {
+      const p = commands.prepare(
+        { id: c.id, gateway: c.gateway, type: VEND_DISPENSE, payload: c.payload, ttlMs: c.ttlMs },
+        site,
+      );
+      return { row: p.row, publish: () => commands.publishPrepared(p) };
+    },
+  };
 }

@@ -1,6 +1,8 @@
 import { isStorelinkError } from '@storelink/protocols';
 import { cloudError } from '../errors.ts';
+import { insertCommandRow } from '../store/sql-store.ts';
 import type { Sql, SqlQueryable } from '../store/sql.ts';
+import type { NewCommand } from '../store/store.ts';
 import { type Order, type OrderState, TERMINAL_STATES } from './machine.ts';
 
 /**
@@ -52,6 +54,12 @@ export interface OrdersTx {
   /** Creates the refund row once; a second call keeps the first (same refund number). */
   ensureRefund(r: { refundNo: string; orderId: string; amountCents: number; at: number }): Promise<void>;
   refundAttempt(refundNo: string, a: { at: number; ok: boolean; error?: string }): Promise<void>;
+  /**
+   * Stores a prepared command in this transaction [CMD-TX-1]; absent where the repo has
+   * no command table (the memory repo of the torture run), and the service then stores
+   * the command itself after the commit.
+   */
+  insertCommand?(c: NewCommand): Promise<void>;
 }
 
 export interface OrderFilter {
@@ -192,6 +200,9 @@ export function sqlOrdersTx(q: SqlQueryable): OrdersTx {
           o.updatedAt,
         ],
       );
+    },
+    async insertCommand(c) {
+      await insertCommandRow(q, c);
     },
     async recordNotification(n) {
       const r = await q.query(

@@ -3,6 +3,7 @@ import { type VendDispense, VEND_DISPENSE, type VendResult } from '@storelink/pr
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import { cloudError } from '../errors.ts';
+import type { NewCommand } from '../store/store.ts';
 import type { CouponRedeemer, CouponRedemption, MemberRef } from '../members/coupons.ts';
 import type { PaymentProviderClient } from '../payments/provider.ts';
 import { type NotificationVerifier, type PaymentNotice, parseNotification } from '../payments/wechat.ts';
@@ -91,6 +92,15 @@ export interface OrdersServiceOptions {
   providers: Record<string, ProviderBinding>;
   /** Sends the signed command (cloud: CommandService.send with the given id). */
   issueDispense: (c: DispenseCommand) => Promise<void>;
+  /**
+   * Two-phase dispense [CMD-TX-1]: `prepare` signs the command (no I/O); the payment
+   * transaction stores its row with the order change, and `publish` sends it after the
+   * commit. One wait for the store's connection fewer on the pay-to-vend path than
+   * `issueDispense`, which is used where the transaction cannot store commands.
+   */
+  dispenseInTx?: {
+    prepare(c: DispenseCommand, site: string): { row: NewCommand; publish(): Promise<void> };
+  };
   now: () => number;
   timing?: Partial<PaymentsTiming>;
   metrics?: OrdersMetrics;
@@ -295,6 +305,8 @@ export class OrdersService {
     const count = (outcome: string) => this.metrics.notifications.inc({ provider, outcome });
     // [ORDER-COUPON-1] the machine asks for the list price; the coupon paid the difference.
     const discount = await this.discountOf(n.outTradeNo);
+    // Set when the dispense command was stored in the payment transaction [CMD-TX-1].
+    let publishDispense: (() => Promise<void>) | undefined;
     const r = await this.opts.repo
       .transaction(async (tx) => {
         const o = await tx.lock(n.outTradeNo);
@@ -318,6 +330,7 @@ export class OrdersService {
         let outcome: PaymentOutcome;
         let next: m.Step;
         let dispense: DispenseCommand | undefined;
+        publishDispense = undefined;
         if (o.state === 'created' && now <= o.expiresAt + this.timing.lateGraceMs) {
           const commandId = dispenseCommandIdFor(o.id, o.createdAt);
           next = m.andThen(m.pay(o, payment), (paid) =>
@@ -361,6 +374,12 @@ export class OrdersService {
         });
         if (!fresh) return { outcome: 'duplicate' as const, order: o };
         if (!next.ok) throw next.error;
+        if (dispense && this.opts.dispenseInTx && tx.insertCommand) {
+          // The order turns `dispensing` and its command exists in one commit [CMD-TX-1].
+          const p = this.opts.dispenseInTx.prepare(dispense, o.site);
+          await tx.insertCommand(p.row);
+          publishDispense = p.publish;
+        }
         if (next.order !== o) await tx.save(next.order);
         if (outcome === 'late') await this.ensureRefundRow(tx, next.order, now);
         return { outcome, order: next.order, dispense: outcome === 'paid' ? dispense : undefined };
@@ -375,7 +394,7 @@ export class OrdersService {
     count(r.outcome);
     if (r.outcome === 'paid') this.metrics.orders.inc({ state: 'dispensing' });
     if (r.outcome === 'late') this.metrics.orders.inc({ state: 'refunding' });
-    if (r.dispense) await this.send(r.dispense);
+    if (r.dispense) await this.send(r.dispense, publishDispense);
     if (r.outcome === 'late') await this.tryRefund(r.order.id).catch(() => undefined);
     if (r.outcome === 'paid' && this.opts.onPaid) {
       try {
@@ -389,9 +408,9 @@ export class OrdersService {
   }
 
   /** Publishing after commit: a lost publish leaves the order dispensing until it expires, then refunded. */
-  private async send(c: DispenseCommand): Promise<void> {
+  private async send(c: DispenseCommand, publishStored?: () => Promise<void>): Promise<void> {
     try {
-      await this.opts.issueDispense(c);
+      await (publishStored ? publishStored() : this.opts.issueDispense(c));
       this.metrics.dispenseCommands.inc({ outcome: 'sent' });
     } catch (e) {
       this.metrics.dispenseCommands.inc({ outcome: 'failed' });

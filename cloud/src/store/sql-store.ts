@@ -380,24 +380,7 @@ export class SqlCloudStore implements CloudStore {
   // ---------- commands ----------
 
   async insertCommand(c: NewCommand): Promise<CommandRecord> {
-    const r = await guard(() =>
-      this.sql.query<CommandRow>(
-        `INSERT INTO commands (id, gateway, site, device, type, payload, issued_at, expires_at, sig)
-         VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9) RETURNING ${COMMAND_COLS}`,
-        [
-          c.id,
-          c.gateway,
-          c.site,
-          c.device,
-          c.type,
-          JSON.stringify(c.payload ?? null),
-          c.issuedAt,
-          c.expiresAt,
-          c.sig,
-        ],
-      ),
-    );
-    return toCommand(r.rows[0]!);
+    return guard(() => insertCommandRow(this.sql, c));
   }
 
   async markCommandSent(id: string, sentAt: number): Promise<void> {
@@ -944,4 +927,28 @@ function toCommand(r: CommandRow): CommandRecord {
     rttMs: r.result_received_at === null ? null : r.result_received_at - r.issued_at,
     duplicateResult: r.duplicate_result,
   };
+}
+
+/**
+ * The one INSERT of a command row, on any queryable: the store's own connection, or a
+ * transaction of another service that issues a command as part of its own change (the
+ * payment that decides a dispense stores its command in the same transaction [CMD-TX-1]).
+ */
+export async function insertCommandRow(q: SqlQueryable, c: NewCommand): Promise<CommandRecord> {
+  const r = await q.query<CommandRow>(
+    `INSERT INTO commands (id, gateway, site, device, type, payload, issued_at, expires_at, sig)
+     VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9) RETURNING ${COMMAND_COLS}`,
+    [
+      c.id,
+      c.gateway,
+      c.site,
+      c.device,
+      c.type,
+      JSON.stringify(c.payload ?? null),
+      c.issuedAt,
+      c.expiresAt,
+      c.sig,
+    ],
+  );
+  return toCommand(r.rows[0]!);
 }
