@@ -1,3 +1,4 @@
+import { rmSync } from 'node:fs';
 import { buildEdgeBundle } from '../../test/helpers/edge-bundle.ts';
 import { sleep } from '../../test/helpers/ports.ts';
 import { makeDevices, type Stack, startStack } from '../../test/helpers/stack.ts';
@@ -163,6 +164,7 @@ export const crash: Scenario<CrashResult> = {
       await pubs.close().catch(() => undefined);
       await stack.close();
       cleanupTempDirs(mark);
+      rmSync(edgeBin, { force: true });
     }
   },
 };
