@@ -1,3 +1,4 @@
+import { realpathSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { SerialPortStream } from '@serialport/stream';
 import { rfid } from '@storelink/protocols';
@@ -170,6 +171,7 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
   async stop(): Promise<void> {
     this.running = false;
     clearTimeout(this.reopenTimer);
+    clearInterval(this.pathTimer);
     clearTimeout(this.idleTimer);
     await this.chain;
     const p = this.port;
@@ -206,10 +208,34 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
     });
     this.parser.reset();
     this.port = port;
+    this.openedDevice = deviceOf(this.o.path);
     this.counters.portOpens++;
     this.emit('link', { up: true });
+    this.watchPath();
     return true;
   }
+
+  /**
+   * A reader only answers, so it may never write to a pty whose other end is gone and
+   * never see the EIO that would close it. When the path (a socat link) comes to name
+   * another device — the link was restarted — reopen by path, as a USB reader that is
+   * unplugged and plugged in again would be opened afresh.
+   */
+  private watchPath(): void {
+    clearInterval(this.pathTimer);
+    if (this.openedDevice === undefined) return;
+    this.pathTimer = setInterval(() => {
+      const p = this.port;
+      if (!this.running || !p) return clearInterval(this.pathTimer);
+      const now = deviceOf(this.o.path);
+      if (now === undefined || now === this.openedDevice) return;
+      clearInterval(this.pathTimer);
+      if (p.isOpen) p.close();
+    }, 200);
+    this.pathTimer.unref();
+  }
+  private pathTimer: NodeJS.Timeout | undefined;
+  private openedDevice: string | undefined;
 
   private scheduleReopen(): void {
     if (!this.running) return;
@@ -440,4 +466,13 @@ export class RfidReaderSim extends EventEmitter<RfidReaderSimEvents> {
 async function defaultBinding(): Promise<BindingInterface> {
   const { autoDetect } = await import('@serialport/bindings-cpp');
   return autoDetect() as unknown as BindingInterface;
+}
+
+/** The device a path names now (socat links are symlinks to /dev/pts/N); undefined if none. */
+function deviceOf(path: string): string | undefined {
+  try {
+    return realpathSync(path);
+  } catch {
+    return undefined;
+  }
 }
