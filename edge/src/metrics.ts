@@ -144,3 +144,30 @@ export class EdgeMetrics {
     });
   }
 }
+
+/**
+ * A factory of counters that mirror a driver's own counters at scrape time (the driver
+ * counts; nothing is counted twice). `counters()` is read at each scrape: undefined while
+ * no driver is attached, and the counters then read 0.
+ */
+export function counterMirror<C>(registry: Registry, counters: () => C | undefined) {
+  const registers = [registry];
+  return <L extends string>(
+    name: string,
+    help: string,
+    labelNames: L[],
+    read: (c: C) => Array<[Partial<Record<L, string>>, number]>,
+  ) =>
+    new Counter<L>({
+      name,
+      help,
+      labelNames,
+      registers,
+      collect() {
+        this.reset();
+        const c = counters();
+        if (!c) return;
+        for (const [labels, v] of read(c)) this.inc(labels as never, v);
+      },
+    });
+}

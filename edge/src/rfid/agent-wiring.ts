@@ -1,7 +1,8 @@
 import { checkEventPayload, eventTypeSpec, newId, rfid, type UnsequencedEvent } from '@storelink/protocols';
 import type { Logger } from 'pino';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { EdgeConfig } from '../config.ts';
+import { counterMirror } from '../metrics.ts';
 import type { InventoryRound } from './api.ts';
 import { type RfidCounters, RfidDriver, type RfidDriverOptions } from './driver.ts';
 
@@ -44,23 +45,7 @@ export interface RfidMetrics {
 export function registerRfidMetrics(registry: Registry): RfidMetrics {
   let driver: RfidDriver | undefined;
   const registers = [registry];
-  const mirror = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    read: (c: RfidCounters) => Array<[Partial<Record<L, string>>, number]>,
-  ) =>
-    new Counter<L>({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        if (!driver) return;
-        for (const [labels, v] of read(driver.counters)) this.inc(labels as never, v);
-      },
-    });
+  const mirror = counterMirror(registry, () => driver?.counters);
   mirror('storelink_edge_rfid_frames_total', 'RFID reader serial frames, by direction', ['dir'], (c) => [
     [{ dir: 'in' }, c.framesIn],
     [{ dir: 'out' }, c.framesOut],

@@ -14,9 +14,10 @@ import {
   type VendTelemetry,
 } from '@storelink/protocols';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Gauge, Histogram, type Registry } from 'prom-client';
 import { refuseCommand } from '../commands/index.ts';
 import type { EdgeConfig } from '../config.ts';
+import { counterMirror } from '../metrics.ts';
 import { edgeError } from '../errors.ts';
 import { debounceLine } from '../gpio/debounce.ts';
 import type { Direction, Edge, Line } from '../gpio/line.ts';
@@ -96,23 +97,7 @@ export interface VmcMetrics {
 export function registerVmcMetrics(registry: Registry): VmcMetrics {
   let driver: VmcDriver | undefined;
   const registers = [registry];
-  const mirror = <L extends string>(
-    name: string,
-    help: string,
-    labelNames: L[],
-    read: (c: VmcCounters) => Array<[Partial<Record<L, string>>, number]>,
-  ) =>
-    new Counter<L>({
-      name,
-      help,
-      labelNames,
-      registers,
-      collect() {
-        this.reset();
-        if (!driver) return;
-        for (const [labels, v] of read(driver.counters)) this.inc(labels as never, v);
-      },
-    });
+  const mirror = counterMirror(registry, () => driver?.counters);
   mirror(
     'storelink_edge_vmc_frames_total',
     'MDB frames on the vending serial link, by direction',
