@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Sql, SqlQueryable } from '../store/sql.ts';
 import { derivePresence, type FleetPresence, type PresencePolicy } from './presence.ts';
-import type { PresenceRow } from './provisioning.ts';
+import { type PresenceRow, readPresenceRows } from './provisioning.ts';
 
 /**
  * Presence history (docs/fleet-provisioning.md "Presence history").
@@ -99,46 +99,7 @@ interface JudgedRow extends PresenceRow {
 
 /** Presence rows (as provisioning.ts reads them) with the newest history row of each gateway. */
 async function readJudgedRows(q: SqlQueryable, gateway?: string): Promise<JudgedRow[]> {
-  const r = await q.query<{
-    id: string;
-    site: string;
-    name: string | null;
-    state: PresenceRow['state'] | null;
-    bd_seq: number | null;
-    online_since: number | null;
-    updated_at: number | null;
-    last_seen: number | null;
-    last_heartbeat: PresenceRow['heartbeat'];
-    last_progress_at: number | null;
-    revoked_at: number | null;
-    last_state: HistoryState | null;
-    last_reason: string | null;
-  }>(
-    `SELECT g.id, g.site, g.name, p.state, p.bd_seq, p.online_since, p.updated_at, p.last_seen,
-            p.last_heartbeat, g.revoked_at,
-            (SELECT max(w.updated_at) FROM lane_watermarks w WHERE w.gateway = g.id) AS last_progress_at,
-            h.state AS last_state, h.reason AS last_reason
-     FROM gateways g LEFT JOIN gateway_presence p ON p.gateway = g.id
-     LEFT JOIN LATERAL (SELECT x.state, x.reason FROM gateway_presence_history x
-                        WHERE x.gateway = g.id ORDER BY x.id DESC LIMIT 1) h ON true
-     WHERE ($1::text IS NULL OR g.id = $1) ORDER BY g.id`,
-    [gateway ?? null],
-  );
-  return r.rows.map((p) => ({
-    id: p.id,
-    site: p.site,
-    name: p.name,
-    state: p.state ?? 'unknown',
-    bdSeq: p.bd_seq,
-    onlineSince: p.online_since,
-    lastHeardAt: p.updated_at,
-    lastSeen: p.last_seen,
-    heartbeat: p.last_heartbeat,
-    lastProgressAt: p.last_progress_at,
-    revokedAt: p.revoked_at,
-    lastState: p.last_state,
-    lastReason: p.last_reason,
-  }));
+  return (await readPresenceRows(q, gateway, true)) as JudgedRow[];
 }
 
 /** Stalled states differ by reason; the others by state alone (an online row's reason is its cause). */
