@@ -1,7 +1,7 @@
 import { type EventEnvelope, LANES, type Lane, type UnsequencedEvent } from '@storelink/protocols';
 import { edgeError } from '../errors.ts';
 import type { AppendOutcome, OutboxCore, Plan, Repair, WriteSet } from './core.ts';
-import type { Outbox, OutboxStats, StoredEvent } from './types.ts';
+import type { AppendDone, Outbox, OutboxStats, StoredEvent } from './types.ts';
 
 /** What an outbox implementation has to provide: one atomic write and a range read. */
 export interface OutboxStorage {
@@ -22,8 +22,7 @@ export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, data?: Recor
 
 interface PendingAppend {
   event: UnsequencedEvent;
-  resolve: (env: EventEnvelope) => void;
-  reject: (err: Error) => void;
+  done: AppendDone;
 }
 
 /** One append write batch of the pipeline, settled strictly in formation order. */
@@ -87,26 +86,37 @@ export class EngineOutbox implements Outbox {
   }
 
   append(event: UnsequencedEvent): Promise<EventEnvelope> {
-    if (this.closed) return Promise.reject(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'outbox is closed' }));
-    return new Promise((resolve, reject) => {
-      this.pending.push({ event, resolve, reject });
-      // Formed on a microtask, so every append of the current tick shares the batch.
-      if (!this.pumpQueued) {
-        this.pumpQueued = true;
-        queueMicrotask(() => {
-          this.pumpQueued = false;
-          this.pump();
-        });
-      }
-    });
+    return new Promise((resolve, reject) =>
+      this.appendWith(event, (err, env) => (err ? reject(err) : resolve(env!))),
+    );
   }
+
+  /** [OUTBOX-WRITE-2] one callback per event, no promise: the ingest path calls this. */
+  appendWith(event: UnsequencedEvent, done: AppendDone): void {
+    if (this.closed) {
+      done(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'outbox is closed' }));
+      return;
+    }
+    this.pending.push({ event, done });
+    // Formed on a microtask, so every append of the current tick shares the batch.
+    if (!this.pumpQueued) {
+      this.pumpQueued = true;
+      queueMicrotask(this.pumpSoon);
+    }
+  }
+
+  private readonly pumpSoon = (): void => {
+    this.pumpQueued = false;
+    this.pump();
+  };
 
   async read(lane: Lane, afterSeq: number, limit: number, maxBytes = 0): Promise<StoredEvent[]> {
     const q = this.core.lanes[lane].queue;
     const first = q.indexAfter(afterSeq);
     const n = this.countReadable(lane, first, limit, maxBytes);
     if (n === 0) return [];
-    const rows = await this.storage.readRange(lane, afterSeq, q.seqAt(first + n - 1), n);
+    // From the first *held* seq: a segment may still hold acknowledged lines below it [OUTBOX-SEG-1].
+    const rows = await this.storage.readRange(lane, q.seqAt(first) - 1, q.seqAt(first + n - 1), n);
     return this.attachRts(lane, rows);
   }
 
@@ -338,10 +348,10 @@ export class EngineOutbox implements Outbox {
     for (let i = 0; i < batch.length; i++) {
       const o = outcomes[i]!;
       const p = batch[i]!;
-      if (o.kind === 'stored' || o.kind === 'duplicateInBatch') p.resolve(o.event.envelope);
-      else if (o.kind === 'duplicate') p.resolve(o.envelope);
+      if (o.kind === 'stored' || o.kind === 'duplicateInBatch') p.done(null, o.event.envelope);
+      else if (o.kind === 'duplicate') p.done(null, o.envelope);
       else
-        p.reject(
+        p.done(
           edgeError('EDGE_ERR_OUTBOX_FULL', {
             lane: p.event.lane,
             reason: o.kind === 'full' ? o.reason : 'blocked',
@@ -354,8 +364,8 @@ export class EngineOutbox implements Outbox {
     for (let i = 0; i < batch.length; i++) {
       const o = outcomes[i]!;
       // A resend of an event stored by an earlier batch does not depend on this write.
-      if (o.kind === 'duplicate') batch[i]!.resolve(o.envelope);
-      else batch[i]!.reject(err);
+      if (o.kind === 'duplicate') batch[i]!.done(null, o.envelope);
+      else batch[i]!.done(err);
     }
     this.log('error', 'outbox write failed; appends of the batch rejected', {
       err: errorText(err),

@@ -5,6 +5,7 @@ import { OutboxCore, type WriteSet } from './core.ts';
 import { EngineOutbox, type LogFn, type OutboxStorage } from './engine.ts';
 import { dedupeRecordKey, eventKey, eventPrefix, KV_PREFIX, kvKey, metaKey, prefixEnd } from './keys.ts';
 import { type Db, openDb, recover, type Watermark } from './recovery.ts';
+import { type SegmentIndex, segmentLines, segmentRuns, segmentValue } from './segments.ts';
 import type { EdgeStore, KvStore, OutboxOptions } from './types.ts';
 
 type Op = { type: 'put'; key: string; value: string } | { type: 'del'; key: string };
@@ -57,18 +58,27 @@ class WatermarkFile {
   }
 }
 
-function toOps(ws: WriteSet): Op[] {
+/**
+ * The LevelDB operations of one write set. Events go as segments, one value per lane run
+ * [OUTBOX-SEG-1]; removals delete the segments that are wholly gone (`segs` is the
+ * committed index: sets that remove are only formed with nothing else in flight).
+ */
+function toOps(ws: WriteSet, segs: Record<Lane, SegmentIndex>): Op[] {
   const ops: Op[] = [];
   // An owed undo of pipelined batches goes first: this set's puts of the same keys win.
+  // Each entry is one undone batch's run of one lane, stored as one segment at its first seq.
   const r = ws.repair;
   if (r) {
     for (const x of r.removed)
-      for (const seq of x.seqs) ops.push({ type: 'del', key: eventKey(x.lane, seq) });
+      if (x.seqs.length > 0) ops.push({ type: 'del', key: eventKey(x.lane, Math.min(...x.seqs)) });
     for (const record of r.dedupeDel) ops.push({ type: 'del', key: dedupeRecordKey(record) });
     for (const m of r.next) ops.push({ type: 'put', key: metaKey('next', m.lane), value: String(m.value) });
   }
-  for (const e of ws.events) ops.push({ type: 'put', key: eventKey(e.lane, e.seq), value: e.json });
-  for (const r of ws.removed) for (const seq of r.seqs) ops.push({ type: 'del', key: eventKey(r.lane, seq) });
+  for (const run of segmentRuns(ws.events))
+    ops.push({ type: 'put', key: eventKey(run.lane, run.first), value: segmentValue(ws.events, run) });
+  for (const x of ws.removed)
+    for (const first of segs[x.lane].wholeThrough(lastRemoved(x)))
+      ops.push({ type: 'del', key: eventKey(x.lane, first) });
   // [OUTBOX-WRITE-1] counters travel in the same batch as the events they count.
   for (const m of ws.meta) ops.push({ type: 'put', key: metaKey(m.field, m.lane), value: String(m.value) });
   for (const d of ws.drops)
@@ -79,16 +89,20 @@ function toOps(ws: WriteSet): Op[] {
   return ops;
 }
 
+/** Highest seq a removal entry removes (seqs come from the head of the lane, ascending). */
+const lastRemoved = (x: { seqs: number[] }): number => x.seqs[x.seqs.length - 1] ?? 0;
+
 class LevelStorage implements OutboxStorage {
   constructor(
     private readonly db: Db,
     private readonly watermark: WatermarkFile,
     private readonly epoch: string,
     private readonly core: () => OutboxCore,
+    private readonly segs: Record<Lane, SegmentIndex>,
   ) {}
 
   async write(ws: WriteSet, sync: boolean): Promise<void> {
-    const ops = toOps(ws);
+    const ops = toOps(ws, this.segs);
     if (ops.length === 0) return;
     await this.batch(ops, sync);
   }
@@ -108,18 +122,44 @@ class LevelStorage implements OutboxStorage {
 
   /**
    * In commit order, after the set's state was applied: with pipelined batches LevelDB may
-   * finish them in any order, the watermark must still only move with committed state.
+   * finish them in any order, the watermark and the segment index must still only move
+   * with committed state.
    */
   committed(ws: WriteSet): void {
+    for (const x of ws.removed) {
+      const idx = this.segs[x.lane];
+      idx.shift(idx.wholeThrough(lastRemoved(x)).length);
+    }
+    for (const run of segmentRuns(ws.events)) this.segs[run.lane].push(run.first, run.count);
     if (ws.repair || ws.meta.some((m) => m.field === 'next')) this.writeWatermark();
   }
 
+  /**
+   * Events afterSeq < seq <= lastSeq, at most `limit`: from the segment holding afterSeq + 1.
+   * The caller starts at a held seq, so lines of a partly acknowledged segment are skipped.
+   */
   async readRange(lane: Lane, afterSeq: number, lastSeq: number, limit: number) {
-    const rows = await this.db
-      .iterator({ gt: eventKey(lane, Math.max(0, afterSeq)), lte: eventKey(lane, lastSeq), limit })
-      .all();
+    const from = this.segs[lane].startFor(afterSeq + 1);
+    const it = this.db.iterator({ gte: eventKey(lane, from), lte: eventKey(lane, lastSeq) });
     const cut = eventPrefix(lane).length;
-    return rows.map(([key, json]) => ({ seq: Number(key.slice(cut)), json }));
+    const out: Array<{ seq: number; json: string }> = [];
+    try {
+      while (out.length < limit) {
+        const rows = await it.nextv(16);
+        if (rows.length === 0) break;
+        for (const [key, value] of rows) {
+          const first = Number(key.slice(cut));
+          const lines = segmentLines(value);
+          for (let k = 0; k < lines.length && out.length < limit; k++) {
+            const seq = first + k;
+            if (seq > afterSeq && seq <= lastSeq) out.push({ seq, json: lines[k]! });
+          }
+        }
+      }
+    } finally {
+      await it.close();
+    }
+    return out;
   }
 
   private writeWatermark(): void {
@@ -176,7 +216,7 @@ export async function openLevelStore(dir: string, opts: LevelStoreOptions): Prom
   const outbox = new EngineOutbox(
     rec.epoch,
     core,
-    new LevelStorage(db, watermark, rec.epoch, () => core),
+    new LevelStorage(db, watermark, rec.epoch, () => core, rec.segments),
     log,
   );
   return {

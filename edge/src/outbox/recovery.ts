@@ -8,6 +8,7 @@ import type { LogFn } from './engine.ts';
 import {
   DEDUPE_PREFIX,
   EPOCH_KEY,
+  eventKey,
   eventPrefix,
   lostKey,
   lostPrefix,
@@ -15,6 +16,7 @@ import {
   prefixEnd,
   seqOfEventKey,
 } from './keys.ts';
+import { SegmentIndex, segmentLines, segmentRuns, segmentValue } from './segments.ts';
 import type { DropReason, RecoveryReport } from './types.ts';
 
 /**
@@ -34,6 +36,8 @@ export interface Watermark {
 export interface Recovered {
   epoch: string;
   lanes: Record<Lane, LaneState>;
+  /** Per lane, the stored segments after recovery [OUTBOX-SEG-1]. */
+  segments: Record<Lane, SegmentIndex>;
   /** Dedupe records in write order. */
   dedupe: Array<{ record: number; entries: DedupeEntry[] }>;
   report: RecoveryReport;
@@ -116,30 +120,57 @@ function readableRts(value: string, lane: Lane, seq: number): number | undefined
   }
 }
 
-/** Scans one lane into its index; unreadable entries and leftovers below `low` go to `ops` as deletions. */
-async function scanLane(db: Db, s: LaneState, ops: Batch): Promise<number> {
+/**
+ * Scans one lane's segments [OUTBOX-SEG-1] into its index and segment index. Lines below
+ * `low` are acknowledged or dropped leftovers: a segment of nothing else is deleted, one
+ * that still holds live lines is kept as it is. A segment with an unreadable line (or
+ * lines that do not name the lane and seq of their place) is rewritten as the runs of its
+ * readable live lines; the unreadable ones become holes, reported lost.
+ */
+async function scanLane(db: Db, s: LaneState, segs: SegmentIndex, ops: Batch): Promise<number> {
   const prefix = eventPrefix(s.lane);
   const it = db.iterator({ gte: prefix, lt: prefixEnd(prefix) });
   let unreadable = 0;
   try {
     for (let rows = await it.nextv(1000); rows.length > 0; rows = await it.nextv(1000)) {
-      for (const [key, value] of rows) {
-        const seq = seqOfEventKey(s.lane, key);
-        const rts = seq === undefined ? undefined : readableRts(value, s.lane, seq);
-        if (seq === undefined || rts === undefined) {
-          ops.push({ type: 'del', key });
-          unreadable++;
-        } else if (seq < s.low) {
-          ops.push({ type: 'del', key }); // acknowledged or dropped already: a leftover, not data
-        } else {
-          const bytes = Buffer.byteLength(value);
-          s.queue.push(seq, bytes, rts);
-          s.bytes += bytes;
-        }
-      }
+      for (const [key, value] of rows) unreadable += scanSegment(s, segs, key, value, ops);
     }
   } finally {
     await it.close();
+  }
+  return unreadable;
+}
+
+/** One stored segment into the lane state; returns how many of its lines were unreadable. */
+function scanSegment(s: LaneState, segs: SegmentIndex, key: string, value: string, ops: Batch): number {
+  const first = seqOfEventKey(s.lane, key);
+  const lines = first === undefined ? [] : segmentLines(value);
+  const live: Array<{ lane: Lane; seq: number; json: string; rts: number }> = [];
+  let unreadable = first === undefined ? 1 : 0;
+  // Segments never overlap; should one repeat a seq already held, the first copy stays.
+  const held = s.queue.length > 0 ? s.queue.seqAt(s.queue.length - 1) : 0;
+  let overlaps = false;
+  for (let k = 0; k < lines.length; k++) {
+    const seq = first! + k;
+    const rts = readableRts(lines[k]!, s.lane, seq);
+    if (rts === undefined) unreadable++;
+    else if (seq <= held) overlaps = true;
+    else if (seq >= s.low) live.push({ lane: s.lane, seq, json: lines[k]!, rts });
+  }
+  for (const e of live) {
+    const bytes = Buffer.byteLength(e.json);
+    s.queue.push(e.seq, bytes, e.rts);
+    s.bytes += bytes;
+  }
+  if (unreadable === 0 && !overlaps && live.length > 0) {
+    segs.push(first!, lines.length);
+    return 0;
+  }
+  // Nothing live (a leftover), or damaged: delete it and put back what is readable and live.
+  ops.push({ type: 'del', key });
+  for (const run of segmentRuns(live)) {
+    ops.push({ type: 'put', key: eventKey(s.lane, run.first), value: segmentValue(live, run) });
+    segs.push(run.first, run.count);
   }
   return unreadable;
 }
@@ -206,10 +237,11 @@ async function verifyLane(
   wm: Watermark | undefined,
   epoch: string,
   ops: Batch,
-): Promise<{ state: LaneState; lost: Array<[number, number]>; unreadable: number }> {
+): Promise<{ state: LaneState; segs: SegmentIndex; lost: Array<[number, number]>; unreadable: number }> {
   const s = await loadLaneMeta(db, lane);
   const storedNext = s.next;
-  const unreadable = await scanLane(db, s, ops);
+  const segs = new SegmentIndex();
+  const unreadable = await scanLane(db, s, segs, ops);
   settleNext(s, wm, epoch);
   if (s.next !== storedNext) ops.push({ type: 'put', key: metaKey('next', lane), value: String(s.next) });
   const known = await loadLostRanges(db, lane, s.low, ops);
@@ -220,7 +252,7 @@ async function verifyLane(
     ops.push({ type: 'put', key: metaKey('drops', lane), value: JSON.stringify(s.drops) });
     for (const [from, to] of lost) ops.push({ type: 'put', key: lostKey(lane, from), value: String(to) });
   }
-  return { state: s, lost, unreadable };
+  return { state: s, segs, lost, unreadable };
 }
 
 async function loadDedupe(db: Db, ops: Batch): Promise<Recovered['dedupe']> {
@@ -263,12 +295,14 @@ export async function recover(
   const ops: Batch = [];
   const { epoch, created } = await loadEpoch(db, now, ops);
   const lanes = {} as Record<Lane, LaneState>;
+  const segments = {} as Record<Lane, SegmentIndex>;
   const lost: RecoveryReport['lost'] = {};
   let lostCount = 0;
   let total = 0;
   for (const lane of LANES) {
     const v = await verifyLane(db, lane, wm, epoch, ops);
     lanes[lane] = v.state;
+    segments[lane] = v.segs;
     total += v.state.queue.length;
     if (v.lost.length > 0) lost[lane] = v.lost;
     lostCount += v.lost.reduce((n, [a, b]) => n + b - a + 1, 0);
@@ -276,5 +310,11 @@ export async function recover(
   const dedupe = await loadDedupe(db, ops);
   if (ops.length > 0) await db.batch(ops, { sync: true });
   const partial = { repaired, lost, lostCount };
-  return { epoch, lanes, dedupe, report: { ...partial, message: describe(partial, total, created) } };
+  return {
+    epoch,
+    lanes,
+    segments,
+    dedupe,
+    report: { ...partial, message: describe(partial, total, created) },
+  };
 }

@@ -4,7 +4,15 @@ import { edgeError } from '../errors.ts';
 import { DiskGuard, type DiskGuardOptions, type DiskGuardStatus } from './disk-guard.ts';
 import { errorText, type LogFn } from './engine.ts';
 import { type LevelStoreOptions, openLevelStore } from './level.ts';
-import type { EdgeStore, KvStore, Outbox, OutboxStats, RecoveryReport, StoredEvent } from './types.ts';
+import type {
+  AppendDone,
+  EdgeStore,
+  KvStore,
+  Outbox,
+  OutboxStats,
+  RecoveryReport,
+  StoredEvent,
+} from './types.ts';
 
 /**
  * The LevelDB store as the agent uses it: the outbox + KV of `openLevelStore`, plus
@@ -64,18 +72,26 @@ class ResilientOutbox implements Outbox {
   }
 
   append(event: UnsequencedEvent): Promise<EventEnvelope> {
+    return new Promise((resolve, reject) =>
+      this.appendWith(event, (err, env) => (err ? reject(err) : resolve(env!))),
+    );
+  }
+
+  appendWith(event: UnsequencedEvent, done: AppendDone): void {
     const s = this.s;
-    if (s.reopening)
-      return Promise.reject(
-        edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'the store is being reopened after a write error' }),
-      );
+    if (s.reopening) {
+      done(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'the store is being reopened after a write error' }));
+      return;
+    }
     // [OUTBOX-DISK-1] below the reserve only tx is written.
     const refused = s.guard?.refuse(event.lane);
-    if (refused)
-      return Promise.reject(edgeError('EDGE_ERR_OUTBOX_FULL', { lane: event.lane, reason: refused }));
-    return s.current.outbox.append(event).catch((err: unknown) => {
-      s.writeFailed(err);
-      throw err;
+    if (refused) {
+      done(edgeError('EDGE_ERR_OUTBOX_FULL', { lane: event.lane, reason: refused }));
+      return;
+    }
+    s.current.outbox.appendWith(event, (err, env) => {
+      if (err) s.writeFailed(err);
+      done(err, env);
     });
   }
 

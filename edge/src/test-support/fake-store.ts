@@ -56,6 +56,12 @@ export function createFakeStore(
       });
       return env;
     },
+    appendWith(event, done) {
+      outbox.append(event).then(
+        (env) => done(null, env),
+        (err: Error) => done(err),
+      );
+    },
     async read(lane, afterSeq, limit) {
       return lanes[lane].events.filter((e) => e.seq > afterSeq).slice(0, limit);
     },
