@@ -48,6 +48,13 @@ export const VisionConfigSchema = Type.Object(
     reembedMs: Type.Integer({ minimum: 0, default: 1000 }),
     lostMs: Type.Integer({ minimum: 100, default: 1500 }),
     occupancyEveryMs: Type.Integer({ minimum: 1000, default: 30_000 }),
+    /**
+     * Threads the wasm backend computes each frame with [VISION-RUNTIME-2] (its threaded
+     * SIMD build, XNNPACK pool). 1 = single-threaded build. More than the cores left free
+     * by the rest of the gateway makes frames slower, not faster (threads wait for each other).
+     * Absent = 1.
+     */
+    threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 8 })),
     /** `wasm` forces the wasm backend even where @tensorflow/tfjs-node is installed. */
     backend: Type.Optional(Type.Union([Type.Literal('wasm'), Type.Literal('tensorflow')])),
     /**

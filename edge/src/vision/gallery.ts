@@ -1,6 +1,7 @@
 import { vision } from '@storelink/protocols';
 import { edgeError } from '../errors.ts';
 import type { KvStore } from '../outbox/types.ts';
+import { SimdDot } from './simd.ts';
 
 /**
  * The edge's face gallery [VISION-GALLERY-1..4]: only consenting members of this gateway's
@@ -27,17 +28,36 @@ export interface Match {
 export class Gallery {
   private ids: string[] = [];
   private index = new Map<string, number>();
-  /** n × EMBEDDING_DIM, row i = ids[i]. */
-  private matrix = new Float32Array(0);
-  /** n × SKETCH_DIM coarse sketches, row i = ids[i] [VISION-MATCH-1]. */
-  private sketches = new Float32Array(0);
+  /** n × EMBEDDING_DIM, row i = ids[i] (a view into the kernel's memory when there is one). */
+  private matrix: Float32Array = new Float32Array(0);
+  /** n × sketchDim coarse sketches, row i = ids[i] [VISION-MATCH-1]. */
+  private sketches: Float32Array = new Float32Array(0);
+  /** Byte offsets of the rows and sketches in the kernel's memory. */
+  private at = { sketches: 0, matrix: 0 };
+  private kernel: SimdDot | null;
+  private readonly top: TopK;
+  private readonly sketchDim: number;
   private _version = 0;
 
   constructor(
     private readonly kv: KvStore,
     private readonly gateway: string,
     private readonly key: Buffer | undefined,
-  ) {}
+    /** Sizing of the two-stage match (benchmarks try others; docs/vision.md "Matching"). */
+    o: { sketchDim?: number; candidates?: number; simd?: boolean } = {},
+  ) {
+    this.sketchDim = o.sketchDim ?? SKETCH_DIM;
+    if (vision.EMBEDDING_DIM % this.sketchDim !== 0 || this.sketchDim % 4 !== 0) {
+      throw new Error(`sketchDim must divide ${vision.EMBEDDING_DIM} and be a multiple of 4`);
+    }
+    this.top = new TopK(o.candidates ?? CANDIDATES);
+    this.kernel = o.simd === false ? null : SimdDot.create();
+  }
+
+  /** Whether matching runs in WebAssembly SIMD (false: the JS loops). */
+  get simd(): boolean {
+    return this.kernel !== null;
+  }
 
   get version(): number {
     return this._version;
@@ -117,25 +137,40 @@ export class Gallery {
 
   /**
    * Best match by cosine similarity [VISION-MATCH-1]. Small galleries: exact scan. From
-   * EXACT_BELOW members on, two stages: a coarse score on a 64-d signed block-sum sketch
-   * of every row (1/16 of the memory traffic) picks CANDIDATES rows, which are then scored
+   * EXACT_BELOW members on, two stages: a coarse score on a signed block-sum sketch of
+   * every row (1/16 of the memory traffic) picks `candidates` rows, which are then scored
    * exactly on all 1024 dimensions. The reported similarity is always the exact one.
+   * Both stages run in WebAssembly SIMD [VISION-MATCH-2] (JS loops where it is missing),
+   * over rows kept contiguous in the kernel's memory; a query allocates nothing.
    */
   match(q: Float32Array): Match | undefined {
     const n = this.ids.length;
     if (n === 0) return undefined;
-    if (n < EXACT_BELOW) return this.result(this.exact(q, allRows(n)));
-    const qs = sketch(q);
+    if (n < EXACT_BELOW) return this.matchExact(q);
+    const top = this.top;
+    top.reset();
+    const k = this.kernel;
+    if (k) {
+      const f = k.floats;
+      f.set(q, Q_AT / 4);
+      sketchInto(q, f, QS_AT / 4, this.sketchDim);
+      k.scores(QS_AT, this.at.sketches, n, this.sketchDim * 4, OUT_AT);
+      const o = OUT_AT / 4;
+      for (let i = 0; i < n; i++) top.offer(i, f[o + i]!);
+      return this.result(this.exactSimd(k, top.indices()));
+    }
+    const qs = new Float32Array(this.sketchDim);
+    sketchInto(q, qs, 0, this.sketchDim);
     const coarse = this.sketches;
-    const top = new TopK(CANDIDATES);
+    const dim = this.sketchDim;
     for (let i = 0; i < n; i++) {
-      const o = i * SKETCH_DIM;
+      const o = i * dim;
       // four independent sums: no single dependency chain through the loop
       let s0 = 0;
       let s1 = 0;
       let s2 = 0;
       let s3 = 0;
-      for (let j = 0; j < SKETCH_DIM; j += 4) {
+      for (let j = 0; j < dim; j += 4) {
         s0 += coarse[o + j]! * qs[j]!;
         s1 += coarse[o + j + 1]! * qs[j + 1]!;
         s2 += coarse[o + j + 2]! * qs[j + 2]!;
@@ -143,21 +178,49 @@ export class Gallery {
       }
       top.offer(i, s0 + s1 + s2 + s3);
     }
-    return this.result(this.exact(q, top.indices()));
+    return this.result(this.exactJs(q, top.indices()));
   }
 
-  /** Exact scan over every row (benchmarks compare the two stages against it). */
+  /** Exact scan over every row (small galleries; benchmarks compare the two stages against it). */
   matchExact(q: Float32Array): Match | undefined {
     const n = this.ids.length;
-    return n === 0 ? undefined : this.result(this.exact(q, allRows(n)));
+    if (n === 0) return undefined;
+    const k = this.kernel;
+    if (!k) return this.result(this.exactJs(q, allRows(n)));
+    const f = k.floats;
+    f.set(q, Q_AT / 4);
+    k.scores(Q_AT, this.at.matrix, n, vision.EMBEDDING_DIM * 4, OUT_AT);
+    const r = { best: -2, second: -2, bestI: 0 };
+    const o = OUT_AT / 4;
+    for (let i = 0; i < n; i++) rank(r, i, f[o + i]!);
+    return this.result(r);
   }
 
-  private exact(q: Float32Array, rows: Iterable<number>): { best: number; second: number; bestI: number } {
+  /** The JS path, kept as the reference the SIMD kernel is tested against. */
+  matchWithoutSimd(q: Float32Array): Match | undefined {
+    const k = this.kernel;
+    this.kernel = null;
+    try {
+      return this.match(q);
+    } finally {
+      this.kernel = k;
+    }
+  }
+
+  private exactSimd(k: SimdDot, rows: Int32Array): { best: number; second: number; bestI: number } {
+    const r = { best: -2, second: -2, bestI: 0 };
+    const bytes = vision.EMBEDDING_DIM * 4;
+    for (let c = 0; c < rows.length; c++) {
+      const i = rows[c]!;
+      rank(r, i, k.dot(Q_AT, this.at.matrix + i * bytes, bytes));
+    }
+    return r;
+  }
+
+  private exactJs(q: Float32Array, rows: Iterable<number>): { best: number; second: number; bestI: number } {
     const d = vision.EMBEDDING_DIM;
     const m = this.matrix;
-    let best = -2;
-    let second = -2;
-    let bestI = 0;
+    const r = { best: -2, second: -2, bestI: 0 };
     for (const i of rows) {
       const o = i * d;
       let s = 0;
@@ -168,13 +231,9 @@ export class Gallery {
           m[o + j + 2]! * q[j + 2]! +
           m[o + j + 3]! * q[j + 3]!;
       }
-      if (s > best) {
-        second = best;
-        best = s;
-        bestI = i;
-      } else if (s > second) second = s;
+      rank(r, i, s);
     }
-    return { best, second, bestI };
+    return r;
   }
 
   private result(r: { best: number; second: number; bestI: number }): Match {
@@ -203,34 +262,57 @@ export class Gallery {
     }
   }
 
+  /** Copies of the rows (the matrix may be kernel memory that the next rebuild overwrites). */
   private rows(): Map<string, Float32Array> {
     const d = vision.EMBEDDING_DIM;
-    return new Map(this.ids.map((id, i) => [id, this.matrix.subarray(i * d, (i + 1) * d)]));
+    return new Map(this.ids.map((id, i) => [id, this.matrix.slice(i * d, (i + 1) * d)]));
   }
 
   private rebuild(rows: Array<[string, Float32Array]>): void {
     const d = vision.EMBEDDING_DIM;
-    const m = new Float32Array(rows.length * d);
-    rows.forEach(([, v], i) => {
-      m.set(v, i * d);
-    });
-    const sk = new Float32Array(rows.length * SKETCH_DIM);
-    rows.forEach(([, v], i) => {
-      sk.set(sketch(v), i * SKETCH_DIM);
-    });
+    const dim = this.sketchDim;
+    const n = rows.length;
     this.ids = rows.map(([id]) => id);
     this.index = new Map(this.ids.map((id, i) => [id, i]));
-    this.matrix = m;
-    this.sketches = sk;
+    const k = this.kernel;
+    if (!k) {
+      this.matrix = new Float32Array(n * d);
+      this.sketches = new Float32Array(n * dim);
+    } else {
+      // Layout: query | query sketch | scores (n) | sketches (n × dim) | rows (n × d), 16-byte aligned.
+      const sketches = align16(OUT_AT + n * 4);
+      const matrix = align16(sketches + n * dim * 4);
+      k.reserve(matrix + n * d * 4);
+      this.at = { sketches, matrix };
+      this.matrix = new Float32Array(k.floats.buffer, matrix, n * d);
+      this.sketches = new Float32Array(k.floats.buffer, sketches, n * dim);
+    }
+    rows.forEach(([, v], i) => {
+      this.matrix.set(v, i * d);
+      sketchInto(v, this.sketches, i * dim, dim);
+    });
   }
 }
+
+function rank(r: { best: number; second: number; bestI: number }, i: number, s: number): void {
+  if (s > r.best) {
+    r.second = r.best;
+    r.best = s;
+    r.bestI = i;
+  } else if (s > r.second) r.second = s;
+}
+
+const align16 = (x: number) => Math.ceil(x / 16) * 16;
+/** Kernel memory: the query (1024 floats), its sketch (≤ 256 floats), then the scores. */
+const Q_AT = 0;
+const QS_AT = vision.EMBEDDING_DIM * 4;
+const OUT_AT = QS_AT + 256 * 4;
 
 /** Below this many members the exact scan is cheap enough on its own. */
 const EXACT_BELOW = 512;
 /** Rows re-scored exactly after the coarse pass. */
 const CANDIDATES = 128;
-const SKETCH_DIM = 64;
-const BLOCK = vision.EMBEDDING_DIM / SKETCH_DIM;
+const SKETCH_DIM = 128;
 /** Fixed pseudo-random ±1 per input dimension (same on every edge; no training data needed). */
 const SIGNS = (() => {
   const out = new Float32Array(vision.EMBEDDING_DIM);
@@ -242,16 +324,18 @@ const SIGNS = (() => {
   return out;
 })();
 
-/** Sparse sign projection 1024 → 64: each output sums 16 inputs with random signs (a JL-style sketch). */
-function sketch(v: Float32Array): Float32Array {
-  const out = new Float32Array(SKETCH_DIM);
-  for (let k = 0; k < SKETCH_DIM; k++) {
+/**
+ * Sparse sign projection 1024 → dim, written into `out` at `at`: each output sums
+ * 1024/dim inputs with fixed random signs (a JL-style sketch).
+ */
+function sketchInto(v: Float32Array, out: Float32Array, at: number, dim: number): void {
+  const block = vision.EMBEDDING_DIM / dim;
+  for (let k = 0; k < dim; k++) {
     let s = 0;
-    const o = k * BLOCK;
-    for (let j = 0; j < BLOCK; j++) s += v[o + j]! * SIGNS[o + j]!;
-    out[k] = s;
+    const o = k * block;
+    for (let j = 0; j < block; j++) s += v[o + j]! * SIGNS[o + j]!;
+    out[at + k] = s;
   }
-  return out;
 }
 
 function* allRows(n: number): Iterable<number> {
@@ -267,6 +351,10 @@ class TopK {
   constructor(private readonly k: number) {
     this.idx = new Int32Array(k);
     this.val = new Float32Array(k);
+  }
+  reset(): void {
+    this.n = 0;
+    this.minAt = 0;
   }
   offer(i: number, v: number): void {
     if (this.n < this.k) {

@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { vision } from '@storelink/protocols';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GraphModel, loadGraphModel } from '@tensorflow/tfjs-converter';
+import { enableWasmThreadsInNode } from './wasm-threads.ts';
 
 /**
  * The face models on the device (docs/vision.md "Runtime"): BlazeFace (detection) and
@@ -21,11 +22,13 @@ export function humanModelsDir(): string {
 }
 
 /** tfjs IOHandler that reads a graph model's JSON + weight shards from a directory. */
-export function diskModel(dir: string, name: string): tf.io.IOHandler {
+export function diskModel(dir: string, name: string, o: { inputSide?: number } = {}): tf.io.IOHandler {
   return {
     load: async () => {
       const json = JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8')) as {
-        modelTopology: object;
+        modelTopology: {
+          node?: Array<{ op: string; attr?: { shape?: { shape?: { dim?: Array<{ size: string }> } } } }>;
+        };
         weightsManifest: Array<{ paths: string[]; weights: tf.io.WeightsManifestEntry[] }>;
         format?: string;
         generatedBy?: string;
@@ -33,6 +36,7 @@ export function diskModel(dir: string, name: string): tf.io.IOHandler {
         signature?: object;
         userDefinedMetadata?: Record<string, object>;
       };
+      if (o.inputSide) setInputSide(json, o.inputSide);
       const shards = await Promise.all(
         json.weightsManifest.flatMap((g) => g.paths.map((p) => readFile(join(dir, p)))),
       );
@@ -51,13 +55,26 @@ export function diskModel(dir: string, name: string): tf.io.IOHandler {
   };
 }
 
+/**
+ * FaceRes is fully convolutional up to its global pooling, so it runs at other input sides;
+ * the placeholder (and the signature, which the executor checks) say 224, so both are rewritten.
+ */
+function setInputSide(json: { modelTopology: object; signature?: object }, side: number): void {
+  const dims = [{ size: '-1' }, { size: String(side) }, { size: String(side) }, { size: '3' }];
+  const topo = json.modelTopology as { node?: Array<{ op: string; attr?: { shape?: { shape?: object } } }> };
+  for (const n of topo.node ?? [])
+    if (n.op === 'Placeholder' && n.attr?.shape) n.attr.shape.shape = { dim: dims };
+  const sig = json.signature as { inputs?: Record<string, { tensorShape?: object }> } | undefined;
+  for (const i of Object.values(sig?.inputs ?? {})) i.tensorShape = { dim: dims };
+}
+
 export type BackendName = 'tensorflow' | 'wasm';
 
 /**
  * Picks the backend once per thread: tfjs-node if it can be imported ('tensorflow'),
  * else wasm. `prefer: 'wasm'` skips the probe (benchmarks compare both).
  */
-export async function initBackend(prefer?: BackendName): Promise<BackendName> {
+export async function initBackend(prefer?: BackendName, threads = 1): Promise<BackendName> {
   if (prefer !== 'wasm') {
     try {
       // A variable specifier: tfjs-node is optional and absent here (its installer downloads libtensorflow).
@@ -71,9 +88,24 @@ export async function initBackend(prefer?: BackendName): Promise<BackendName> {
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
   // A directory path (trailing slash): the emscripten loader reads the .wasm from disk in Node.
   wasm.setWasmPaths(`${dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json'))}/dist/`);
-  if (!(await tf.setBackend('wasm'))) throw new Error('tfjs wasm backend failed to initialise');
-  await tf.ready();
+  const restore = threads > 1 ? enableWasmThreadsInNode(threads) : undefined;
+  if (threads > 1) {
+    tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
+    wasm.setThreadsCount(threads);
+  }
+  try {
+    if (!(await tf.setBackend('wasm'))) throw new Error('tfjs wasm backend failed to initialise');
+    await tf.ready();
+  } finally {
+    restore?.();
+  }
   return 'wasm';
+}
+
+/** XNNPACK threads the wasm backend really runs with (1 = single-threaded build or no pool). */
+export function wasmThreads(): number {
+  const b = tf.backend() as unknown as { wasm?: { tfjs?: { getThreadsCount?: () => number } } };
+  return b.wasm?.tfjs?.getThreadsCount?.() ?? 1;
 }
 
 /** A decoded RGB frame (sharp raw output): `data.length === width * height * 3`. */
@@ -85,18 +117,34 @@ export interface RgbFrame {
 
 export interface FaceModels {
   readonly backend: BackendName;
+  /** Threads the backend computes with (wasm: XNNPACK pool size; [VISION-RUNTIME-2]). */
+  readonly threads: number;
   detect(frame: RgbFrame, o: vision.DetectOptions): Promise<vision.FaceBox[]>;
   /** L2-normalised 1024-d descriptor of each face (aligned crops, one batch). */
   embed(frame: RgbFrame, faces: vision.FaceBox[]): Promise<Float32Array[]>;
   dispose(): void;
 }
 
-export async function loadFaceModels(o: { dir?: string; backend?: BackendName } = {}): Promise<FaceModels> {
-  const backend = await initBackend(o.backend);
+export async function loadFaceModels(
+  o: {
+    dir?: string;
+    backend?: BackendName;
+    threads?: number;
+    /** FaceRes input side (default 224, as the cloud enrols); a smaller side is for measurement only. */
+    embedInput?: number;
+  } = {},
+): Promise<FaceModels> {
+  const backend = await initBackend(o.backend, o.threads);
   const dir = o.dir ?? humanModelsDir();
   const [detector, describer] = await Promise.all([
     loadGraphModel(diskModel(dir, 'blazeface')),
-    loadGraphModel(diskModel(dir, 'faceres')),
+    loadGraphModel(
+      diskModel(
+        dir,
+        'faceres',
+        o.embedInput && o.embedInput !== vision.FACERES_INPUT ? { inputSide: o.embedInput } : {},
+      ),
+    ),
   ]);
   const anchors = vision.blazefaceAnchors();
   // Warm-up: the first execute compiles kernels; do it at load, not on the first frame.
@@ -106,8 +154,9 @@ export async function loadFaceModels(o: { dir?: string; backend?: BackendName } 
   });
   return {
     backend,
+    threads: backend === 'wasm' ? wasmThreads() : 1,
     detect: (frame, opts) => detectFaces(detector, anchors, frame, opts),
-    embed: (frame, faces) => embedFaces(describer, frame, faces),
+    embed: (frame, faces) => embedFaces(describer, frame, faces, o.embedInput ?? vision.FACERES_INPUT),
     dispose() {
       detector.dispose();
       describer.dispose();
@@ -146,11 +195,12 @@ async function embedFaces(
   model: GraphModel,
   frame: RgbFrame,
   faces: vision.FaceBox[],
+  side: number,
 ): Promise<Float32Array[]> {
   if (faces.length === 0) return [];
   const out = tf.tidy(() => {
     const img = tf.cast(frameTensor(frame), 'float32');
-    const crops = faces.map((f) => alignedCrop(img, frame, f));
+    const crops = faces.map((f) => alignedCrop(img, frame, f, side));
     const batch = tf.concat(crops, 0);
     const res = model.execute(batch) as tf.Tensor[];
     return res.find((t) => t.shape[1] === vision.EMBEDDING_DIM)!;
@@ -167,9 +217,8 @@ async function embedFaces(
  * rotated by the eye-line roll so the eyes are level, then the central face crop is
  * resized to FaceRes' 224×224 input (values 0..255, as human feeds it).
  */
-function alignedCrop(img: tf.Tensor4D, frame: RgbFrame, face: vision.FaceBox): tf.Tensor4D {
+function alignedCrop(img: tf.Tensor4D, frame: RgbFrame, face: vision.FaceBox, n: number): tf.Tensor4D {
   const { cx, cy, size, roll } = vision.faceCrop(face);
-  const n = vision.FACERES_INPUT;
   const outer = size * Math.SQRT2;
   const m = Math.round(n * Math.SQRT2);
   const box = [

@@ -42,6 +42,8 @@ interface Waiting {
 
 export interface VisionStatus {
   backend: string | null;
+  /** Threads the backend computes with (wasm: its XNNPACK pool). */
+  threads: number;
   ready: boolean;
   recognition: boolean;
   galleryVersion: number;
@@ -54,6 +56,7 @@ export interface VisionStatus {
 export class VisionService {
   private worker: Worker | undefined;
   private backend: string | null = null;
+  private threads = 1;
   private ready = false;
   private busy = false;
   private seq = 0;
@@ -79,6 +82,7 @@ export class VisionService {
     const c = this.o.config;
     const init: WorkerInit = {
       ...(c.backend ? { backend: c.backend } : {}),
+      ...(c.threads && c.threads > 1 ? { threads: c.threads } : {}),
       pipeline: {
         maxWidth: c.maxWidth,
         maxHeight: c.maxHeight,
@@ -95,6 +99,7 @@ export class VisionService {
       const onMsg = (r: WorkerReply) => {
         if (r.kind === 'ready') {
           this.backend = r.backend;
+          this.threads = r.threads;
           this.ready = true;
           resolve();
         } else if (r.kind === 'fatal') reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: r.message }));
@@ -107,7 +112,12 @@ export class VisionService {
     this.occTimer = setInterval(() => void this.flushOccupancy(), c.occupancyEveryMs);
     this.occTimer.unref();
     this.o.logger.info(
-      { backend: this.backend, cameras: c.cameras.length, recognition: c.recognition.enabled },
+      {
+        backend: this.backend,
+        threads: this.threads,
+        cameras: c.cameras.length,
+        recognition: c.recognition.enabled,
+      },
       'vision pipeline started',
     );
   }
@@ -133,6 +143,7 @@ export class VisionService {
   status(): VisionStatus {
     return {
       backend: this.backend,
+      threads: this.threads,
       ready: this.ready,
       recognition: this.o.config.recognition.enabled,
       galleryVersion: this.o.gallery.version,

@@ -18,6 +18,7 @@ import type { VisionConfig } from './config.ts';
 import { decodeFrame, embedDue, Tracker } from './frames.ts';
 import { Gallery } from './gallery.ts';
 import { type FaceModels, loadFaceModels, type RgbFrame } from './model.ts';
+import { SimdDot } from './simd.ts';
 import { VisionService, zoneOf } from './service.ts';
 
 // Real inference on the sample photos shipped in @vladmandic/human; models load once per file.
@@ -180,6 +181,70 @@ describe('gallery match [VISION-MATCH-1]', () => {
   });
 });
 
+describe('SIMD match kernel [VISION-MATCH-2]', () => {
+  let seed = 7;
+  const rand = () => {
+    seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+    return seed / 2 ** 32 - 0.5;
+  };
+
+  it('scores and dot equal the plain sums (float64 in JS) to float32 rounding', () => {
+    const k = SimdDot.create();
+    expect(k).not.toBeNull(); // Node 20 has WebAssembly SIMD
+    const n = 37;
+    const d = 68;
+    const [Q, OUT, ROWS] = [0, 1024, 2048];
+    k!.reserve(ROWS + n * d * 4 + 70_000); // crosses a page: views are re-made after growing
+    const f = k!.floats;
+    for (let j = 0; j < d; j++) f[Q / 4 + j] = rand();
+    for (let i = 0; i < n * d; i++) f[ROWS / 4 + i] = rand();
+    k!.scores(Q, ROWS, n, d * 4, OUT);
+    for (let i = 0; i < n; i++) {
+      let s = 0;
+      for (let j = 0; j < d; j++) s += f[ROWS / 4 + i * d + j]! * f[Q / 4 + j]!;
+      expect(k!.floats[OUT / 4 + i]).toBeCloseTo(s, 5);
+      expect(k!.dot(Q, ROWS + i * d * 4, d * 4)).toBeCloseTo(s, 5);
+    }
+  });
+
+  it('returns the same member and similarity as the JS loops, for exact and two-stage galleries', () => {
+    const bases = Array.from({ length: 12 }, () =>
+      vision.l2normalize(Float32Array.from({ length: 1024 }, rand)),
+    );
+    const faceLike = () => {
+      const b = bases[Math.floor((rand() + 0.5) * bases.length)]!;
+      return vision.l2normalize(Float32Array.from(b, (x) => x * 0.8 + rand() * 0.05));
+    };
+    for (const size of [40, 2000]) {
+      const g = new Gallery(new MemoryKv(), GW, KEY);
+      expect(g.simd).toBe(true);
+      g.setRowsForBenchmark(Array.from({ length: size }, (_, i) => [`m-${i}`, faceLike()]));
+      for (let q = 0; q < 25; q++) {
+        const probe = faceLike();
+        const a = g.match(probe)!;
+        const b = g.matchWithoutSimd(probe)!;
+        expect(a.memberId).toBe(b.memberId);
+        expect(a.similarity).toBeCloseTo(b.similarity, 5);
+      }
+    }
+  });
+
+  it('keeps every row right when a removal rebuilds the rows in place', async () => {
+    const g = new Gallery(new MemoryKv(), GW, KEY);
+    const v = [1, 2, 3].map((k) =>
+      vision.l2normalize(Float32Array.from({ length: 1024 }, (_, i) => Math.sin(i * k))),
+    );
+    await g.upsert({
+      version: 1,
+      entries: v.map((e, i) => ({ memberId: `m-${i}`, sealed: vision.sealEmbedding(KEY, GW, `m-${i}`, e) })),
+    });
+    await g.remove({ version: 2, memberIds: ['m-0'], reason: 'withdrawn' });
+    expect(g.match(v[2]!)).toMatchObject({ memberId: 'm-2' });
+    expect(g.match(v[2]!)!.similarity).toBeGreaterThan(0.99);
+    expect(g.match(v[1]!)).toMatchObject({ memberId: 'm-1' });
+  });
+});
+
 describe('tracking [VISION-PIPE-3]', () => {
   const face = (x: number): vision.FaceBox => ({ x, y: 100, w: 80, h: 80, score: 0.9, landmarks: [] });
   it('keeps a track across frames, backs off re-embedding, stops once identified, retires after lostMs', () => {
@@ -257,7 +322,8 @@ describe('VisionService (worker thread, real models)', () => {
     });
     const logger = pino({ level: 'warn' }, { write: (s: string) => logs.push(s) });
     service = new VisionService({
-      config: config(),
+      // Two wasm threads: the worker runs the threaded SIMD build through the Node shim [VISION-RUNTIME-2].
+      config: config({ threads: 2 }),
       gallery,
       now: tick,
       logger,
@@ -277,6 +343,7 @@ describe('VisionService (worker thread, real models)', () => {
     const enrolled = await sceneWithFaces(640, 480, [{ row: 0, col: 1, x: 200, y: 120, size: 180 }]);
     const stranger = await sceneWithFaces(640, 480, [{ row: 4, col: 2, x: 200, y: 120, size: 180 }], 2);
 
+    expect(service.status().threads).toBe(2);
     service.frame('cam-1', corruptJpeg(enrolled));
     await service.idle();
     expect(service.status().frames.refused).toBe(1);

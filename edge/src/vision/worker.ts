@@ -6,6 +6,7 @@ import { type BackendName, loadFaceModels } from './model.ts';
 export interface WorkerInit {
   backend?: BackendName;
   modelsDir?: string;
+  threads?: number;
   pipeline: PipelineOptions;
 }
 export interface FrameRequest {
@@ -23,7 +24,7 @@ export interface SettleRequest {
   track: number;
 }
 export type WorkerReply =
-  | { kind: 'ready'; backend: BackendName }
+  | { kind: 'ready'; backend: BackendName; threads: number }
   | { kind: 'result'; seq: number; ok: true; result: import('./frames.ts').FrameResult }
   | { kind: 'result'; seq: number; ok: false; reason: string; message: string }
   | { kind: 'fatal'; message: string };
@@ -36,6 +37,7 @@ try {
   const models = await loadFaceModels({
     ...(init.backend ? { backend: init.backend } : {}),
     ...(init.modelsDir ? { dir: init.modelsDir } : {}),
+    ...(init.threads ? { threads: init.threads } : {}),
   });
   port.on('message', (m: FrameRequest | SettleRequest) => {
     if (m.kind === 'settle') {
@@ -66,7 +68,7 @@ try {
       },
     );
   });
-  port.postMessage({ kind: 'ready', backend: models.backend } satisfies WorkerReply);
+  port.postMessage({ kind: 'ready', backend: models.backend, threads: models.threads } satisfies WorkerReply);
 } catch (e) {
   port.postMessage({ kind: 'fatal', message: (e as Error).message } satisfies WorkerReply);
 }
