@@ -4,6 +4,7 @@ import { dirname, join } from 'node:path';
 import { vision } from '@storelink/protocols';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GraphModel, loadGraphModel } from '@tensorflow/tfjs-converter';
+import { fuseRelu6Chains, type GraphNode, scalarWeights, type WeightSpec } from './graph-rewrite.ts';
 import { enableWasmThreadsInNode } from './wasm-threads.ts';
 
 /**
@@ -21,8 +22,16 @@ export function humanModelsDir(): string {
   return join(dirname(dirname(require.resolve('@vladmandic/human'))), 'models');
 }
 
-/** tfjs IOHandler that reads a graph model's JSON + weight shards from a directory. */
-export function diskModel(dir: string, name: string, o: { inputSide?: number } = {}): tf.io.IOHandler {
+/**
+ * tfjs IOHandler that reads a graph model's JSON + weight shards from a directory.
+ * `inputSide` re-declares a fully convolutional model's input side (measurement only);
+ * `fuseRelu6` rewrites spelled-out ReLU6 chains into the Relu6 op [VISION-RUNTIME-3].
+ */
+export function diskModel(
+  dir: string,
+  name: string,
+  o: { inputSide?: number; fuseRelu6?: boolean; onLoad?: (info: { relu6Fused: number }) => void } = {},
+): tf.io.IOHandler {
   return {
     load: async () => {
       const json = JSON.parse(await readFile(join(dir, `${name}.json`), 'utf8')) as {
@@ -41,10 +50,17 @@ export function diskModel(dir: string, name: string, o: { inputSide?: number } =
         json.weightsManifest.flatMap((g) => g.paths.map((p) => readFile(join(dir, p)))),
       );
       const all = Buffer.concat(shards);
+      const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
+      const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
+      if (o.fuseRelu6) {
+        const nodes = (json.modelTopology.node ?? []) as GraphNode[];
+        const relu6Fused = fuseRelu6Chains(nodes, scalarWeights(weightSpecs as WeightSpec[], weightData));
+        o.onLoad?.({ relu6Fused });
+      }
       return {
         modelTopology: json.modelTopology,
-        weightSpecs: json.weightsManifest.flatMap((g) => g.weights),
-        weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+        weightSpecs,
+        weightData,
         ...(json.format ? { format: json.format } : {}),
         ...(json.generatedBy ? { generatedBy: json.generatedBy } : {}),
         ...(json.convertedBy ? { convertedBy: json.convertedBy } : {}),
@@ -119,6 +135,8 @@ export interface FaceModels {
   readonly backend: BackendName;
   /** Threads the backend computes with (wasm: XNNPACK pool size; [VISION-RUNTIME-2]). */
   readonly threads: number;
+  /** ReLU6 chains in FaceRes rewritten into one op at load [VISION-RUNTIME-3]. */
+  readonly relu6Fused: number;
   detect(frame: RgbFrame, o: vision.DetectOptions): Promise<vision.FaceBox[]>;
   /** L2-normalised 1024-d descriptor of each face (aligned crops, one batch). */
   embed(frame: RgbFrame, faces: vision.FaceBox[]): Promise<Float32Array[]>;
@@ -132,18 +150,23 @@ export async function loadFaceModels(
     threads?: number;
     /** FaceRes input side (default 224, as the cloud enrols); a smaller side is for measurement only. */
     embedInput?: number;
+    /** [VISION-RUNTIME-3] default true; false runs FaceRes' graph as exported (tests compare). */
+    fuseRelu6?: boolean;
   } = {},
 ): Promise<FaceModels> {
   const backend = await initBackend(o.backend, o.threads);
   const dir = o.dir ?? humanModelsDir();
+  let relu6Fused = 0;
   const [detector, describer] = await Promise.all([
     loadGraphModel(diskModel(dir, 'blazeface')),
     loadGraphModel(
-      diskModel(
-        dir,
-        'faceres',
-        o.embedInput && o.embedInput !== vision.FACERES_INPUT ? { inputSide: o.embedInput } : {},
-      ),
+      diskModel(dir, 'faceres', {
+        ...(o.embedInput && o.embedInput !== vision.FACERES_INPUT ? { inputSide: o.embedInput } : {}),
+        fuseRelu6: o.fuseRelu6 !== false,
+        onLoad: (i) => {
+          relu6Fused = i.relu6Fused;
+        },
+      }),
     ),
   ]);
   const anchors = vision.blazefaceAnchors();
@@ -155,6 +178,7 @@ export async function loadFaceModels(
   return {
     backend,
     threads: backend === 'wasm' ? wasmThreads() : 1,
+    relu6Fused,
     detect: (frame, opts) => detectFaces(detector, anchors, frame, opts),
     embed: (frame, faces) => embedFaces(describer, frame, faces, o.embedInput ?? vision.FACERES_INPUT),
     dispose() {
@@ -191,6 +215,9 @@ async function detectFaces(
   return vision.decodeBlazeface(raw, anchors, frame.width, frame.height, o);
 }
 
+/** FaceRes' 1024-d descriptor output (global average pooling of the last feature map). */
+const DESCRIPTOR = 'global_pooling/Mean';
+
 async function embedFaces(
   model: GraphModel,
   frame: RgbFrame,
@@ -202,8 +229,8 @@ async function embedFaces(
     const img = tf.cast(frameTensor(frame), 'float32');
     const crops = faces.map((f) => alignedCrop(img, frame, f, side));
     const batch = tf.concat(crops, 0);
-    const res = model.execute(batch) as tf.Tensor[];
-    return res.find((t) => t.shape[1] === vision.EMBEDDING_DIM)!;
+    // Only the descriptor: the age and gender heads are not computed.
+    return model.execute(batch, DESCRIPTOR) as tf.Tensor;
   });
   const data = (await out.data()) as Float32Array;
   out.dispose();

@@ -17,6 +17,7 @@ import { MemoryKv } from '../outbox/memory.ts';
 import type { VisionConfig } from './config.ts';
 import { decodeFrame, embedDue, Tracker } from './frames.ts';
 import { Gallery } from './gallery.ts';
+import { fuseRelu6Chains, type GraphNode, scalarWeights } from './graph-rewrite.ts';
 import { type FaceModels, loadFaceModels, type RgbFrame } from './model.ts';
 import { SimdDot } from './simd.ts';
 import { VisionService, zoneOf } from './service.ts';
@@ -99,6 +100,76 @@ describe('face models (real inference, wasm)', () => {
     );
     const same = vision.similarity(a0, a1);
     for (const o of others) expect(vision.similarity(a0, o)).toBeLessThan(same);
+  });
+});
+
+describe('FaceRes graph rewrite [VISION-RUNTIME-3]', () => {
+  it('rewrites all 27 ReLU6 chains and leaves the descriptor unchanged', async () => {
+    expect(models.relu6Fused).toBe(27);
+    const asExported = await loadFaceModels({ backend: 'wasm', fuseRelu6: false });
+    try {
+      expect(asExported.relu6Fused).toBe(0);
+      for (const [r, c] of [
+        [0, 0],
+        [4, 2],
+      ] as const) {
+        const f = await rgb(await enrolPhoto(r, c));
+        const faces = await models.detect(f, DETECT);
+        const [a] = await models.embed(f, faces);
+        const [b] = await asExported.embed(f, faces);
+        expect(vision.similarity(a!, b!)).toBeGreaterThan(0.99999);
+      }
+    } finally {
+      asExported.dispose();
+    }
+  });
+
+  it('rewrites only chains whose constants are 6 and 0 and whose middle ops have one consumer', () => {
+    const chain = (p: string, six: string, zero: string): GraphNode[] => [
+      { name: `${p}/relu`, op: 'Relu', input: [`${p}/x`] },
+      { name: `${p}/min`, op: 'Minimum', input: [`${p}/relu`, six] },
+      { name: `${p}/max`, op: 'Maximum', input: [`${p}/min`, zero], attr: { T: { type: 'DT_FLOAT' } } },
+    ];
+    const nodes = [
+      ...chain('a', 'c6', 'c0'),
+      ...chain('b', 'c5', 'c0'), // clips at 5: not a ReLU6
+      ...chain('c', 'c6', 'c0'),
+      { name: 'c/peek', op: 'Identity', input: ['c/min'] }, // the Minimum is read elsewhere
+    ];
+    const n = fuseRelu6Chains(
+      nodes,
+      new Map([
+        ['c6', 6],
+        ['c5', 5],
+        ['c0', 0],
+      ]),
+    );
+    expect(n).toBe(1);
+    expect(nodes.find((x) => x.name === 'a/max')).toMatchObject({ op: 'Relu6', input: ['a/x'] });
+    expect(nodes.some((x) => x.name === 'a/min' || x.name === 'a/relu')).toBe(false);
+    expect(nodes.filter((x) => x.op === 'Maximum')).toHaveLength(2);
+  });
+
+  it('reads float32 and float16 scalar weights at their offsets', () => {
+    const buf = new ArrayBuffer(12 + 4 + 2 + 4);
+    const v = new DataView(buf);
+    v.setFloat32(12, 2.5, true); // after a 3-float vector
+    v.setUint16(16, 0x4600, true); // float16 6.0
+    v.setFloat32(18, -1, true);
+    const m = scalarWeights(
+      [
+        { name: 'vec', shape: [3], dtype: 'float32' },
+        { name: 'a', shape: [], dtype: 'float32' },
+        { name: 'six', shape: [], dtype: 'float32', quantization: { dtype: 'float16' } },
+        { name: 'b', shape: [1], dtype: 'float32' },
+      ],
+      buf,
+    );
+    expect([...m]).toEqual([
+      ['a', 2.5],
+      ['six', 6],
+      ['b', -1],
+    ]);
   });
 });
 
