@@ -65,7 +65,7 @@ export function formatErrors(errors: ErrorObject[] | null | undefined): string {
 export function parseJsonPayload(
   payload: Buffer | Uint8Array | string,
   limitBytes: number,
-): { ok: true; value: unknown } | { ok: false; error: StorelinkError } {
+): { ok: true; value: unknown; text: string } | { ok: false; error: StorelinkError } {
   const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.byteLength;
   if (size > limitBytes)
     return { ok: false, error: protoError('PROTO_ERR_OVERSIZE', { size, limit: limitBytes }) };
@@ -77,7 +77,8 @@ export function parseJsonPayload(
         : Buffer.isBuffer(payload)
           ? payload.toString('utf8')
           : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength).toString('utf8');
-    return { ok: true, value: JSON.parse(text) };
+    // `text` too: the edge stores it as the payload JSON instead of stringifying the value again.
+    return { ok: true, value: JSON.parse(text), text };
   } catch (e) {
     return { ok: false, error: protoError('PROTO_ERR_MALFORMED_JSON', { reason: (e as Error).message }) };
   }

@@ -87,16 +87,20 @@ export class EventIngest {
     this.inflight++;
     // A resend of the same (device, mid) is stored once by the outbox [INGEST-DEDUPE-1].
     // [OUTBOX-WRITE-2] a callback, not a promise per event: this is the broker's hot path.
-    d.outbox.appendWith(event, (err) => {
-      this.settle();
-      if (err) {
-        this.appendFailed(deviceId, topic, spec.lane, err, done);
-        return;
-      }
-      this.acceptedCounter(type, spec.lane).inc();
-      d.count?.(deviceId, 'events');
-      done();
-    });
+    d.outbox.appendWith(
+      event,
+      (err) => {
+        this.settle();
+        if (err) {
+          this.appendFailed(deviceId, topic, spec.lane, err, done);
+          return;
+        }
+        this.acceptedCounter(type, spec.lane).inc();
+        d.count?.(deviceId, 'events');
+        done();
+      },
+      parsed.text,
+    );
   }
 
   /** Bound label children, so the hot path does not hash labels per event. */

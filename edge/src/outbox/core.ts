@@ -162,12 +162,12 @@ export class OutboxCore {
   }
 
   /** Plans one append: dedupe, seq, serialisation (once), budget [OUTBOX-BUDGET-1]. */
-  planAppend(plan: Plan, event: UnsequencedEvent): AppendOutcome {
+  planAppend(plan: Plan, event: UnsequencedEvent, payloadJson?: string): AppendOutcome {
     const dup = this.findDuplicate(plan, event);
     if (dup) return dup;
     const lp = plan.lanes[event.lane];
     const envelope = { ...event, seq: lp.next } as EventEnvelope;
-    const json = JSON.stringify(envelope);
+    const json = envelopeJson(envelope, payloadJson);
     const bytes = Buffer.byteLength(json);
     const room = this.makeRoom(plan, event.lane, bytes);
     if (room === BLOCKED) return { kind: 'blocked' };
@@ -459,6 +459,26 @@ export class OutboxCore {
     s.drops = addDrops(s.drops, lp.drops);
   }
 }
+
+/**
+ * The stored (and uplinked) JSON of an envelope. With the device's own payload text the
+ * payload is not serialised again [OUTBOX-WRITE-2]: the text parsed, so it is valid JSON,
+ * and the cloud parses it to the same value the edge validated. Not used (the value is
+ * serialised instead) when the text has a newline, which would split a segment line
+ * [OUTBOX-SEG-1], or a number JSON cannot carry back (an exponent or length that parses
+ * to Infinity; JSON.stringify writes those as null, as before).
+ */
+export function envelopeJson(e: EventEnvelope, payloadJson: string | undefined): string {
+  if (payloadJson === undefined || payloadJson.includes('\n') || OVERFLOWING_NUMBER.test(payloadJson))
+    return JSON.stringify(e);
+  const q = JSON.stringify;
+  let s = `{"id":${q(e.id)},"type":${q(e.type)},"device":${q(e.device)},"gateway":${q(e.gateway)},"site":${q(e.site)},"ts":${q(e.ts)},"rts":${q(e.rts)},"lane":"${e.lane}","payload":${payloadJson}`;
+  if (e.mid !== undefined) s += `,"mid":${q(e.mid)}`;
+  return `${s},"seq":${e.seq}}`;
+}
+
+/** A number literal that may parse to ±Infinity: a 3-digit exponent or 309+ digits. */
+const OVERFLOWING_NUMBER = /[eE][+]?\d{3}|\d{309}/;
 
 export function addDrops(
   a: Record<DropReason, number>,

@@ -36,6 +36,7 @@ interface Slot {
   key: string;
   entry: DedupeEntry;
   record: number;
+  fifo: DeviceFifo;
 }
 
 /** In-memory key of an entry. Device ids cannot contain `!`, so it is unambiguous. */
@@ -45,8 +46,19 @@ export function dedupeKey(device: string, mid: string): string {
 
 type Row = [string, string, Lane, number, string, number, number, string];
 
+/**
+ * `JSON.stringify(entries as Row[])`, written out: this runs once per group commit on the
+ * broker's thread, and building the rows as arrays first cost as much as the rest.
+ */
 export function encodeRecord(entries: DedupeEntry[]): string {
-  return JSON.stringify(entries.map((e): Row => [e.device, e.mid, e.lane, e.seq, e.id, e.rts, e.ts, e.type]));
+  const q = JSON.stringify;
+  let s = '[';
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    if (i > 0) s += ',';
+    s += `[${q(e.device)},${q(e.mid)},"${e.lane}",${q(e.seq)},${q(e.id)},${q(e.rts)},${q(e.ts)},${q(e.type)}]`;
+  }
+  return `${s}]`;
 }
 
 /** Entries of a stored record, or undefined when it is unreadable. */
@@ -113,7 +125,8 @@ export class DedupeIndex {
   /** Adds the entries of one record (a newer entry for the same key replaces the older). */
   addRecord(record: number, entries: DedupeEntry[]): void {
     this.nextRecord = Math.max(this.nextRecord, record + 1);
-    this.recordLive.set(record, 0);
+    // Counted once for the record; each entry later evicted or replaced takes one off.
+    this.recordLive.set(record, entries.length);
     for (const entry of entries) this.add(record, entry);
     if (this.recordLive.get(record) === 0) this.release(record);
   }
@@ -136,14 +149,13 @@ export class DedupeIndex {
     const key = dedupeKey(entry.device, entry.mid);
     const old = this.entries.get(key);
     if (old) this.unlink(old);
-    const slot: Slot = { key, entry, record };
-    this.entries.set(key, slot);
-    this.recordLive.set(record, (this.recordLive.get(record) ?? 0) + 1);
     let fifo = this.fifos.get(entry.device);
     if (!fifo) {
       fifo = new DeviceFifo();
       this.fifos.set(entry.device, fifo);
     }
+    const slot: Slot = { key, entry, record, fifo };
+    this.entries.set(key, slot);
     fifo.slots.push(slot);
     fifo.live++;
     while (fifo.live > this.opts.maxPerDevice) this.evict(fifo);
@@ -161,8 +173,7 @@ export class DedupeIndex {
 
   private unlink(s: Slot): void {
     this.entries.delete(s.key);
-    const fifo = this.fifos.get(s.entry.device);
-    if (fifo) fifo.live--;
+    s.fifo.live--;
     const left = (this.recordLive.get(s.record) ?? 1) - 1;
     if (left <= 0) this.release(s.record);
     else this.recordLive.set(s.record, left);

@@ -23,6 +23,7 @@ export type LogFn = (level: 'info' | 'warn' | 'error', msg: string, data?: Recor
 interface PendingAppend {
   event: UnsequencedEvent;
   done: AppendDone;
+  payloadJson: string | undefined;
 }
 
 /** One append write batch of the pipeline, settled strictly in formation order. */
@@ -92,12 +93,12 @@ export class EngineOutbox implements Outbox {
   }
 
   /** [OUTBOX-WRITE-2] one callback per event, no promise: the ingest path calls this. */
-  appendWith(event: UnsequencedEvent, done: AppendDone): void {
+  appendWith(event: UnsequencedEvent, done: AppendDone, payloadJson?: string): void {
     if (this.closed) {
       done(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'outbox is closed' }));
       return;
     }
-    this.pending.push({ event, done });
+    this.pending.push({ event, done, payloadJson });
     // Formed on a microtask, so every append of the current tick shares the batch.
     if (!this.pumpQueued) {
       this.pumpQueued = true;
@@ -219,7 +220,8 @@ export class EngineOutbox implements Outbox {
     // Seqs are assigned here, when the batch is formed, not when append() was called.
     let n = 0;
     for (; n < queued.length; n++) {
-      const o = this.core.planAppend(plan, queued[n]!.event);
+      const q = queued[n]!;
+      const o = this.core.planAppend(plan, q.event, q.payloadJson);
       // Needs drops: wait until the pipeline has drained and plan on committed state.
       if (o.kind === 'blocked') break;
       outcomes.push(o);

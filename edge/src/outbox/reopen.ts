@@ -77,7 +77,7 @@ class ResilientOutbox implements Outbox {
     );
   }
 
-  appendWith(event: UnsequencedEvent, done: AppendDone): void {
+  appendWith(event: UnsequencedEvent, done: AppendDone, payloadJson?: string): void {
     const s = this.s;
     if (s.reopening) {
       done(edgeError('EDGE_ERR_OUTBOX_IO', { reason: 'the store is being reopened after a write error' }));
@@ -89,10 +89,14 @@ class ResilientOutbox implements Outbox {
       done(edgeError('EDGE_ERR_OUTBOX_FULL', { lane: event.lane, reason: refused }));
       return;
     }
-    s.current.outbox.appendWith(event, (err, env) => {
-      if (err) s.writeFailed(err);
-      done(err, env);
-    });
+    s.current.outbox.appendWith(
+      event,
+      (err, env) => {
+        if (err) s.writeFailed(err);
+        done(err, env);
+      },
+      payloadJson,
+    );
   }
 
   async read(lane: Lane, afterSeq: number, limit: number, maxBytes?: number): Promise<StoredEvent[]> {

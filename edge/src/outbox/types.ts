@@ -75,8 +75,10 @@ export interface Outbox {
   /**
    * `append` for the broker's hot path: the same contract, but `done` is called (once, in
    * append order within a batch) instead of a promise being made per event [OUTBOX-WRITE-2].
+   * `payloadJson`: the device's own JSON text of `event.payload`, stored as it is instead of
+   * serialising the parsed value again (see `envelopeJson`).
    */
-  appendWith(event: UnsequencedEvent, done: AppendDone): void;
+  appendWith(event: UnsequencedEvent, done: AppendDone, payloadJson?: string): void;
   /** Events of `lane` with seq > afterSeq, ascending, at most `limit` and about `maxBytes`. */
   read(lane: Lane, afterSeq: number, limit: number, maxBytes?: number): Promise<StoredEvent[]>;
   /** Forgets every event of `lane` with seq <= upTo. Idempotent; a lower upTo is a no-op. */
