@@ -55,6 +55,12 @@ export const VisionConfigSchema = Type.Object(
      * Absent = 1.
      */
     threads: Type.Optional(Type.Integer({ minimum: 1, maximum: 8 })),
+    /**
+     * Inference workers taking frames in turn [VISION-PIPE-4], each with its own models
+     * (~100 MB more RSS each). Absent = 1. On a 2-core gateway 2 workers of 1 thread keep
+     * both cores busy; `workers × threads` above the cores only adds waiting.
+     */
+    workers: Type.Optional(Type.Integer({ minimum: 1, maximum: 8 })),
     /** `wasm` forces the wasm backend even where @tensorflow/tfjs-node is installed. */
     backend: Type.Optional(Type.Union([Type.Literal('wasm'), Type.Literal('tensorflow')])),
     /**

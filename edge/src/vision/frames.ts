@@ -1,11 +1,11 @@
 import { vision } from '@storelink/protocols';
 import sharp, { type Metadata } from 'sharp';
-import type { FaceModels, RgbFrame } from './model.ts';
+import type { RgbFrame } from './model.ts';
 
 /**
- * The per-frame pipeline (runs in the vision worker thread): decode + resize (sharp) →
- * detect (BlazeFace) → track (IoU) → align/crop + embed (FaceRes) for tracks that need it.
- * Pure of I/O besides the models; the main thread does matching and publishing.
+ * Per-frame pieces of the pipeline: decode + resize (sharp) and its limits, run in a vision
+ * worker; the IoU tracker and the embedding schedule, run in the main thread between a
+ * worker's two steps (detect, then embed the tracks that need it) [VISION-PIPE-4].
  */
 
 export const FRAME_LIMITS = { minSide: 32, maxSide: 4096, maxBytes: 2 * 1024 * 1024 } as const;
@@ -171,42 +171,4 @@ export function embedDue(t: Track, at: number, reembedMs: number): boolean {
   if (t.settled) return false;
   if (t.embeds === 0) return true;
   return at - t.lastEmbedAt >= reembedMs * Math.min(8, 2 ** (t.embeds - 1));
-}
-
-export async function processFrame(
-  models: FaceModels,
-  tracker: Tracker,
-  jpeg: Uint8Array,
-  at: number,
-  o: PipelineOptions & { embed: boolean },
-): Promise<FrameResult> {
-  const t0 = performance.now();
-  const frame = await decodeFrame(jpeg, o);
-  const t1 = performance.now();
-  const boxes = await models.detect(frame, o.detect);
-  const t2 = performance.now();
-  const { assigned, departed } = tracker.update(boxes, at, o.lostMs);
-  const toEmbed = o.embed ? assigned.filter((t) => embedDue(t, at, o.reembedMs)) : [];
-  const embeddings = await models.embed(
-    frame,
-    toEmbed.map((t) => t.box),
-  );
-  const t3 = performance.now();
-  for (const t of toEmbed) {
-    t.lastEmbedAt = at;
-    t.embeds++;
-  }
-  const byTrack = new Map(toEmbed.map((t, i) => [t.id, embeddings[i]!]));
-  return {
-    width: frame.width,
-    height: frame.height,
-    faces: assigned.map((t) => {
-      const { x, y, w, h, score } = t.box;
-      const e = byTrack.get(t.id);
-      return { track: t.id, box: { x, y, w, h, score }, ...(e ? { embedding: e } : {}) };
-    }),
-    persons: tracker.size,
-    departedDwellMs: departed.map((t) => t.lastSeen - t.firstSeen),
-    ms: { decode: t1 - t0, detect: t2 - t1, embed: t3 - t2 },
-  };
 }

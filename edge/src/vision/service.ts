@@ -6,18 +6,20 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { edgeError } from '../errors.ts';
 import type { VisionConfig } from './config.ts';
-import type { FaceResult, FrameResult } from './frames.ts';
+import { embedDue, type FaceResult, type FrameResult, type Track, Tracker } from './frames.ts';
 import type { Gallery } from './gallery.ts';
-import type { FrameRequest, SettleRequest, WorkerInit, WorkerReply } from './worker.ts';
+import type { EmbedRequest, FrameRequest, WorkerInit, WorkerReply } from './worker.ts';
 
 /**
  * On-device vision (docs/vision.md). Frames in, `member.recognized` and
  * `vision.occupancy` out — never an image, never an embedding [VISION-PRIVACY-1].
  *
- * Inference runs in one worker thread so the broker, the uplink and HTTP keep their
- * event loop [VISION-PIPE-1]. Backpressure [VISION-PIPE-2]: one frame in the worker,
+ * Inference runs in worker threads so the broker, the uplink and HTTP keep their
+ * event loop [VISION-PIPE-1]. Backpressure [VISION-PIPE-2]: one frame in each worker,
  * at most one waiting per camera; a newer frame replaces the waiting one (counted as a
- * stale drop). Nothing queues without bound.
+ * stale drop). Nothing queues without bound. With several workers [VISION-PIPE-4] they
+ * take frames in turn — also frames of one camera — while tracking and results stay in
+ * the camera's frame order.
  */
 
 /** Publishes a device event under the camera's id through the agent's normal ingest. */
@@ -42,6 +44,8 @@ interface Waiting {
 
 export interface VisionStatus {
   backend: string | null;
+  /** Inference workers taking frames in turn [VISION-PIPE-4]. */
+  workers: number;
   /** Threads the backend computes with (wasm: its XNNPACK pool). */
   threads: number;
   ready: boolean;
@@ -53,16 +57,39 @@ export interface VisionStatus {
   cameras: Record<string, { persons: number }>;
 }
 
+/** One inference worker; it takes one frame at a time, through both steps. */
+interface Slot {
+  worker: Worker;
+  seq: number | null;
+}
+
+/** A frame between its arrival in a worker and its result being handled, in camera order. */
+interface InFlight {
+  seq: number;
+  camera: string;
+  at: number;
+  started: number;
+  embed: boolean;
+  slot: Slot;
+  detected?: Extract<WorkerReply, { kind: 'detected' }>;
+  /** Set once the tracker took the detections: which tracks went to embedding. */
+  tracked?: { faces: Array<{ track: Track; box: FaceResult['box'] }>; toEmbed: number[]; departed: number[] };
+  done?:
+    | { ok: true; embeddings: Float32Array[]; ms: number }
+    | { ok: false; reason: string; message: string };
+}
+
 export class VisionService {
-  private worker: Worker | undefined;
+  private readonly slots: Slot[] = [];
   private backend: string | null = null;
   private threads = 1;
   private ready = false;
-  private busy = false;
   private seq = 0;
   private readonly waiting = new Map<string, Waiting>();
   private readonly order: string[] = [];
-  private readonly inflight = new Map<number, { camera: string; at: number; started: number }>();
+  private readonly inflight = new Map<number, InFlight>();
+  /** Per camera: its frames in flight, oldest first, and its one track history [VISION-PIPE-4]. */
+  private readonly lanes = new Map<string, { queue: InFlight[]; tracker: Tracker }>();
   private readonly cooldown = new Map<string, number>();
   private readonly persons = new Map<string, number>();
   private readonly dwell = new Map<string, number[]>();
@@ -87,39 +114,42 @@ export class VisionService {
         maxWidth: c.maxWidth,
         maxHeight: c.maxHeight,
         detect: { minScore: c.minScore, iou: 0.3, maxFaces: c.maxFaces, minSizePx: c.minFacePx },
-        reembedMs: c.reembedMs,
-        lostMs: c.lostMs,
       },
     };
-    const w = new Worker(this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url), {
-      workerData: init,
-    });
-    this.worker = w;
-    await new Promise<void>((resolve, reject) => {
-      const onMsg = (r: WorkerReply) => {
-        if (r.kind === 'ready') {
-          this.backend = r.backend;
-          this.threads = r.threads;
-          this.ready = true;
-          resolve();
-        } else if (r.kind === 'fatal') reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: r.message }));
-        else this.onResult(r);
-      };
-      w.on('message', onMsg);
-      w.once('error', (e) => reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: e.message }, { cause: e })));
-    });
-    w.on('error', (e) => this.o.logger.error({ err: e.message }, 'vision worker failed'));
+    const url = this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url);
+    await Promise.all(Array.from({ length: c.workers ?? 1 }, () => this.startWorker(url, init)));
+    this.ready = true;
     this.occTimer = setInterval(() => void this.flushOccupancy(), c.occupancyEveryMs);
     this.occTimer.unref();
     this.o.logger.info(
       {
         backend: this.backend,
+        workers: this.slots.length,
         threads: this.threads,
         cameras: c.cameras.length,
         recognition: c.recognition.enabled,
       },
       'vision pipeline started',
     );
+  }
+
+  private async startWorker(url: URL, init: WorkerInit): Promise<void> {
+    const w = new Worker(url, { workerData: init });
+    const slot: Slot = { worker: w, seq: null };
+    this.slots.push(slot);
+    await new Promise<void>((resolve, reject) => {
+      w.on('message', (r: WorkerReply) => {
+        if (r.kind === 'ready') {
+          this.backend = r.backend;
+          this.threads = r.threads;
+          resolve();
+        } else if (r.kind === 'fatal') reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: r.message }));
+        else if (r.kind === 'detected') this.onDetected(r);
+        else this.onEmbedded(r);
+      });
+      w.once('error', (e) => reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: e.message }, { cause: e })));
+    });
+    w.on('error', (e) => this.o.logger.error({ err: e.message }, 'vision worker failed'));
   }
 
   /** A camera frame (raw JPEG) from `dev/{camera}/evt/vision.frame`. Never stored [VISION-PRIVACY-2]. */
@@ -143,6 +173,7 @@ export class VisionService {
   status(): VisionStatus {
     return {
       backend: this.backend,
+      workers: this.slots.length,
       threads: this.threads,
       ready: this.ready,
       recognition: this.o.config.recognition.enabled,
@@ -155,9 +186,9 @@ export class VisionService {
     };
   }
 
-  /** Resolves when no frame is in the worker or waiting (tests, shutdown). */
+  /** Resolves when no frame is in a worker or waiting (tests, shutdown). */
   idle(): Promise<void> {
-    if (!this.busy && this.waiting.size === 0) return Promise.resolve();
+    if (this.inflight.size === 0 && this.waiting.size === 0) return Promise.resolve();
     return new Promise((r) => this.idleWaiters.push(r));
   }
 
@@ -166,45 +197,145 @@ export class VisionService {
     clearInterval(this.occTimer);
     this.waiting.clear();
     this.order.length = 0;
-    await this.worker?.terminate();
-    this.busy = false;
+    await Promise.all(this.slots.map((s) => s.worker.terminate()));
+    this.inflight.clear();
+    this.lanes.clear();
     for (const r of this.idleWaiters.splice(0)) r();
   }
 
+  /** Hands waiting frames to free workers, cameras in arrival order. */
   private pump(): void {
-    if (this.busy || !this.ready || !this.worker) return;
-    const camera = this.order.shift();
-    if (camera === undefined) {
-      for (const r of this.idleWaiters.splice(0)) r();
-      return;
+    if (!this.ready || this.closed) return;
+    for (const slot of this.slots) {
+      if (slot.seq !== null) continue;
+      const camera = this.order.shift();
+      if (camera === undefined) break;
+      const w = this.waiting.get(camera)!;
+      this.waiting.delete(camera);
+      const f: InFlight = {
+        seq: ++this.seq,
+        camera,
+        at: w.at,
+        started: performance.now(),
+        // Embedding only where identification is lawful here [VISION-CONSENT-1].
+        embed: this.recognitionOn(camera) && this.o.gallery.size > 0,
+        slot,
+      };
+      slot.seq = f.seq;
+      this.inflight.set(f.seq, f);
+      this.lane(camera).queue.push(f);
+      const req: FrameRequest = { kind: 'frame', seq: f.seq, jpeg: new Uint8Array(w.jpeg) };
+      slot.worker.postMessage(req, [req.jpeg.buffer as ArrayBuffer]);
     }
-    const w = this.waiting.get(camera)!;
-    this.waiting.delete(camera);
-    this.busy = true;
-    const seq = ++this.seq;
-    this.inflight.set(seq, { camera, at: w.at, started: performance.now() });
-    const cam = this.cameras.get(camera)!;
-    const req: FrameRequest = {
-      kind: 'frame',
-      seq,
-      camera,
-      at: w.at,
-      // Embedding only where identification is lawful here [VISION-CONSENT-1].
-      embed: this.o.config.recognition.enabled && cam.recognition && this.o.gallery.size > 0,
-      jpeg: new Uint8Array(w.jpeg),
-    };
-    this.worker.postMessage(req, [req.jpeg.buffer as ArrayBuffer]);
+    if (this.inflight.size === 0 && this.waiting.size === 0) for (const r of this.idleWaiters.splice(0)) r();
   }
 
-  private onResult(r: Extract<WorkerReply, { kind: 'result' }>): void {
-    const f = this.inflight.get(r.seq);
-    this.inflight.delete(r.seq);
-    this.busy = false;
-    if (f) {
-      if (r.ok) this.handleResult(f.camera, f.at, r.result, performance.now() - f.started);
-      else this.reject(f.camera, r.reason, r.message);
+  private lane(camera: string): { queue: InFlight[]; tracker: Tracker } {
+    let l = this.lanes.get(camera);
+    if (!l) {
+      l = { queue: [], tracker: new Tracker() };
+      this.lanes.set(camera, l);
     }
-    this.pump();
+    return l;
+  }
+
+  private onDetected(r: Extract<WorkerReply, { kind: 'detected' }>): void {
+    const f = this.inflight.get(r.seq);
+    if (!f) return;
+    f.detected = r;
+    if (!r.ok) {
+      // The worker dropped the frame: it is free, and the frame is done (refused).
+      f.done = { ok: false, reason: r.reason, message: r.message };
+      this.free(f);
+    }
+    this.advance(f.camera);
+  }
+
+  private onEmbedded(r: Extract<WorkerReply, { kind: 'embedded' }>): void {
+    const f = this.inflight.get(r.seq);
+    if (!f) return;
+    f.done = r.ok
+      ? { ok: true, embeddings: r.embeddings, ms: r.ms }
+      : { ok: false, reason: r.reason, message: r.message };
+    this.free(f);
+    this.advance(f.camera);
+  }
+
+  private free(f: InFlight): void {
+    f.slot.seq = null;
+    queueMicrotask(() => this.pump());
+  }
+
+  /**
+   * [VISION-PIPE-4] A camera's frames go through its tracker, and their results are handled,
+   * strictly in arrival order, whichever worker finishes first: a later frame's detections
+   * wait for the earlier frame's, and its events for the earlier frame's events.
+   */
+  private advance(camera: string): void {
+    const lane = this.lanes.get(camera);
+    if (!lane) return;
+    for (const f of lane.queue) {
+      if (!f.detected) break;
+      if (f.tracked || !f.detected.ok) continue;
+      this.track(f, lane.tracker, f.detected);
+    }
+    while (lane.queue.length > 0 && lane.queue[0]!.done) {
+      const f = lane.queue.shift()!;
+      this.inflight.delete(f.seq);
+      this.finish(f);
+    }
+  }
+
+  private track(
+    f: InFlight,
+    tracker: Tracker,
+    d: Extract<WorkerReply, { kind: 'detected'; ok: true }>,
+  ): void {
+    const c = this.o.config;
+    const { assigned, departed } = tracker.update(d.faces, f.at, c.lostMs);
+    const due = f.embed ? assigned.filter((t) => embedDue(t, f.at, c.reembedMs)) : [];
+    for (const t of due) {
+      t.lastEmbedAt = f.at;
+      t.embeds++;
+    }
+    f.tracked = {
+      faces: assigned.map((t) => {
+        const { x, y, w, h, score } = t.box;
+        return { track: t, box: { x, y, w, h, score } };
+      }),
+      toEmbed: due.map((t) => t.id),
+      departed: departed.map((t) => t.lastSeen - t.firstSeen),
+    };
+    this.persons.set(f.camera, tracker.size);
+    const req: EmbedRequest = { kind: 'embed', seq: f.seq, faces: due.map((t) => t.box) };
+    f.slot.worker.postMessage(req);
+  }
+
+  private finish(f: InFlight): void {
+    const done = f.done!;
+    if (!done.ok) {
+      this.reject(f.camera, done.reason, done.message);
+      return;
+    }
+    const d = f.detected as Extract<WorkerReply, { kind: 'detected'; ok: true }>;
+    const t = f.tracked!;
+    const byTrack = new Map(t.toEmbed.map((id, i) => [id, done.embeddings[i]!]));
+    const result: FrameResult = {
+      width: d.width,
+      height: d.height,
+      faces: t.faces.map(({ track, box }) => {
+        const e = byTrack.get(track.id);
+        return { track: track.id, box, ...(e ? { embedding: e } : {}) };
+      }),
+      persons: this.persons.get(f.camera) ?? 0,
+      departedDwellMs: t.departed,
+      ms: { decode: d.ms.decode, detect: d.ms.detect, embed: done.ms },
+    };
+    this.handleResult(f.camera, f.at, result, performance.now() - f.started);
+  }
+
+  private recognitionOn(camera: string): boolean {
+    return this.o.config.recognition.enabled && (this.cameras.get(camera)?.recognition ?? false);
   }
 
   private reject(camera: string, reason: string, detail: string): void {
@@ -241,7 +372,7 @@ export class VisionService {
     this.m.matchSeconds.observe((performance.now() - t0) / 1000);
     if (!m || m.similarity < rc.threshold || m.similarity - m.second < rc.margin) return;
     // [VISION-PIPE-3] identified: this track is not embedded again while it stays in view.
-    this.worker?.postMessage({ kind: 'settle', camera, track: face.track } satisfies SettleRequest);
+    this.lanes.get(camera)?.tracker.settle(face.track);
     const key = `${camera}\u0000${m.memberId}`;
     if (at - (this.cooldown.get(key) ?? -Infinity) < rc.cooldownMs) return;
     this.cooldown.set(key, at);

@@ -355,8 +355,9 @@ describe('VisionService (worker thread, real models)', () => {
   let gallery: Gallery;
   // Each frame 5 s after the previous: every frame starts new tracks (lostMs 1500), so each is embedded.
   let clock = 1_700_000_000_000;
+  let step = 5000;
   const tick = () => {
-    clock += 5000;
+    clock += step;
     return clock;
   };
   const emitted: Array<{ camera: string; type: string; payload: Record<string, unknown> }> = [];
@@ -393,8 +394,8 @@ describe('VisionService (worker thread, real models)', () => {
     });
     const logger = pino({ level: 'warn' }, { write: (s: string) => logs.push(s) });
     service = new VisionService({
-      // Two wasm threads: the worker runs the threaded SIMD build through the Node shim [VISION-RUNTIME-2].
-      config: config({ threads: 2 }),
+      // Two workers taking frames in turn [VISION-PIPE-4].
+      config: config({ workers: 2 }),
       gallery,
       now: tick,
       logger,
@@ -414,7 +415,7 @@ describe('VisionService (worker thread, real models)', () => {
     const enrolled = await sceneWithFaces(640, 480, [{ row: 0, col: 1, x: 200, y: 120, size: 180 }]);
     const stranger = await sceneWithFaces(640, 480, [{ row: 4, col: 2, x: 200, y: 120, size: 180 }], 2);
 
-    expect(service.status().threads).toBe(2);
+    expect(service.status().workers).toBe(2);
     service.frame('cam-1', corruptJpeg(enrolled));
     await service.idle();
     expect(service.status().frames.refused).toBe(1);
@@ -449,6 +450,83 @@ describe('VisionService (worker thread, real models)', () => {
     expect(service.status().frames.processed).toBe(3);
   }, 60_000);
 
+  it("two workers: a camera's results and events keep its frame order, whichever worker finishes first [VISION-PIPE-4]", async () => {
+    // A heavy frame (alice + 3 strangers to embed) followed by a light one (alice alone):
+    // the light one, in the other worker, is usually done first.
+    const heavy = await sceneWithFaces(640, 480, [
+      { row: 0, col: 1, x: 20, y: 60, size: 140 },
+      { row: 3, col: 4, x: 200, y: 60, size: 140 },
+      { row: 4, col: 2, x: 380, y: 60, size: 140 },
+      { row: 2, col: 6, x: 200, y: 280, size: 140 },
+    ]);
+    const light = await sceneWithFaces(640, 480, [{ row: 0, col: 1, x: 200, y: 120, size: 180 }]);
+    await gallery.upsert({
+      version: 3,
+      entries: [
+        {
+          memberId: 'm-alice',
+          sealed: vision.sealEmbedding(KEY, GW, 'm-alice', await embedOf(await enrolPhoto(0, 0))),
+        },
+      ],
+    });
+    const from = emitted.length;
+    const before = service.status().frames;
+    for (let round = 0; round < 3; round++) {
+      // two frames go to the two workers at once, the third waits (at most one per camera)
+      service.frame('cam-1', heavy);
+      service.frame('cam-1', light);
+      service.frame('cam-1', heavy);
+      await service.idle();
+    }
+    const after = service.status().frames;
+    expect(after.processed - before.processed).toBe(9);
+    expect(after.dropped - before.dropped).toBe(0);
+    const ts = emitted
+      .slice(from)
+      .filter((e) => e.type === 'member.recognized')
+      .map((e) => e.payload.ts as number);
+    expect(ts).toHaveLength(9); // alice in every frame (each frame 5 s after the last: new tracks)
+    expect(ts).toEqual([...ts].sort((a, b) => a - b));
+  }, 90_000);
+
+  it('two workers share one track history per camera: an identified face staying in view is not embedded again', async () => {
+    step = 100; // frames 100 ms apart: one track throughout
+    try {
+      const still = await sceneWithFaces(640, 480, [{ row: 0, col: 1, x: 200, y: 120, size: 180 }], 3);
+      await gallery.upsert({
+        version: 4,
+        entries: [
+          {
+            memberId: 'm-alice',
+            sealed: vision.sealEmbedding(KEY, GW, 'm-alice', await embedOf(await enrolPhoto(0, 0))),
+          },
+        ],
+      });
+      clock += 10_000; // the previous test's tracks have left
+      const before = service.status().frames;
+      // The first two frames are in the two workers at once: the second is embedded too
+      // unless the first was identified before the second's detections reached the tracker.
+      service.frame('cam-1', still);
+      service.frame('cam-1', still);
+      await service.idle();
+      const first = service.status().frames.embedded - before.embedded;
+      expect(first).toBeGreaterThanOrEqual(1);
+      expect(first).toBeLessThanOrEqual(2);
+      // Every later frame, whichever worker takes it, continues that identified track.
+      for (let i = 0; i < 2; i++) {
+        service.frame('cam-1', still);
+        service.frame('cam-1', still);
+        await service.idle();
+      }
+      const after = service.status().frames;
+      expect(after.processed - before.processed).toBe(6);
+      expect(after.embedded - before.embedded).toBe(first);
+      expect(service.status().cameras['cam-1']!.persons).toBe(1);
+    } finally {
+      step = 5000;
+    }
+  }, 60_000);
+
   it('drops stale frames under a burst and never queues more than one per camera', async () => {
     const frame = await emptyScene(640, 480, 5);
     const before = service.status().frames;
@@ -472,7 +550,8 @@ describe('VisionService (worker thread, real models)', () => {
     let now = 1_000_000;
     const capLogs: string[] = [];
     const capture = new VisionService({
-      config: config({ debugCapture: { dir: join(dir, 'capture'), until: now + 1000 } }),
+      // Two wasm threads: the threaded SIMD build through the Node shim [VISION-RUNTIME-2].
+      config: config({ threads: 2, debugCapture: { dir: join(dir, 'capture'), until: now + 1000 } }),
       gallery,
       now: () => now,
       logger: pino({ level: 'warn' }, { write: (s: string) => capLogs.push(s) }),
@@ -481,6 +560,7 @@ describe('VisionService (worker thread, real models)', () => {
     });
     await capture.start();
     try {
+      expect(capture.status().threads).toBe(2);
       const frame = await emptyScene(320, 240, 9);
       capture.frame('cam-1', frame);
       await capture.idle();
