@@ -5,7 +5,7 @@ import { afterAll, describe, expect, test } from 'vitest';
 import { fakeClock, makeEvent, options, readAll } from './conformance.ts';
 import { openLevelStore } from './level.ts';
 import type { Db } from './recovery.ts';
-import { SegmentIndex, segmentRuns, segmentValue } from './segments.ts';
+import { SEGMENT_MAX_CHARS, SegmentIndex, segmentRuns, segmentValue } from './segments.ts';
 
 const root = mkdtempSync(join(tmpdir(), 'outbox-seg-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -31,6 +31,18 @@ describe('segments [OUTBOX-SEG-1]', () => {
       ['event', 3, 1],
     ]);
     expect(segmentValue(events, runs[0]!)).toBe('a\nb');
+  });
+
+  test('a run is cut before its value would pass SEGMENT_MAX_CHARS', () => {
+    const json = 'x'.repeat(1000);
+    const events = Array.from({ length: 200 }, (_, i) => ({ lane: 'tx' as const, seq: i + 1, json }));
+    const runs = segmentRuns(events);
+    expect(runs.length).toBeGreaterThan(2);
+    expect(runs.reduce((n, r) => n + r.count, 0)).toBe(200);
+    for (const r of runs) expect(segmentValue(events, r).length).toBeLessThan(SEGMENT_MAX_CHARS);
+    expect(runs.map((r) => r.first)).toEqual(
+      runs.map((_, k) => 1 + runs.slice(0, k).reduce((n, x) => n + x.count, 0)),
+    );
   });
 
   test('the index finds the segment holding a seq and the segments an ack removes whole', () => {

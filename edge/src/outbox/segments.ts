@@ -27,14 +27,31 @@ export interface SegmentRun {
   from: number;
 }
 
+/**
+ * Upper bound of one segment value, in UTF-16 units. A live group commit is tens of events;
+ * a bulk append (a backlog created offline, a restore) would otherwise make values of
+ * megabytes, and every line read back is a slice that keeps its whole value alive until
+ * the uplink lets go of it (the edge's RSS doubled while draining 1M events).
+ */
+export const SEGMENT_MAX_CHARS = 64 * 1024;
+
 /** Cuts events (lane-grouped, seq-ascending, as a write set lists them) into segment runs. */
-export function segmentRuns(events: ReadonlyArray<{ lane: Lane; seq: number }>): SegmentRun[] {
+export function segmentRuns(events: ReadonlyArray<{ lane: Lane; seq: number; json: string }>): SegmentRun[] {
   const out: SegmentRun[] = [];
   let i = 0;
   while (i < events.length) {
     const head = events[i]!;
     let j = i + 1;
-    while (j < events.length && events[j]!.lane === head.lane && events[j]!.seq === head.seq + (j - i)) j++;
+    let chars = head.json.length;
+    while (
+      j < events.length &&
+      events[j]!.lane === head.lane &&
+      events[j]!.seq === head.seq + (j - i) &&
+      chars + events[j]!.json.length < SEGMENT_MAX_CHARS
+    ) {
+      chars += events[j]!.json.length + 1;
+      j++;
+    }
     out.push({ lane: head.lane, first: head.seq, count: j - i, from: i });
     i = j;
   }
