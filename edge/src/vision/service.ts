@@ -150,6 +150,25 @@ export class VisionService {
       w.once('error', (e) => reject(edgeError('EDGE_ERR_VISION_MODEL', { reason: e.message }, { cause: e })));
     });
     w.on('error', (e) => this.o.logger.error({ err: e.message }, 'vision worker failed'));
+    w.on('exit', () => this.lose(slot));
+  }
+
+  /**
+   * A worker that died takes no more frames; its frame in flight is refused, so the
+   * camera's later results are not held behind it (nothing waits on a dead worker).
+   */
+  private lose(slot: Slot): void {
+    const i = this.slots.indexOf(slot);
+    if (i < 0 || this.closed) return;
+    this.slots.splice(i, 1);
+    const f = slot.seq === null ? undefined : this.inflight.get(slot.seq);
+    slot.seq = null;
+    if (f && !f.done) {
+      f.done = { ok: false, reason: 'inference', message: 'the vision worker running this frame exited' };
+      this.advance(f.camera);
+    }
+    this.o.logger.error({ workers: this.slots.length }, 'a vision worker exited; it takes no more frames');
+    this.pump();
   }
 
   /** A camera frame (raw JPEG) from `dev/{camera}/evt/vision.frame`. Never stored [VISION-PRIVACY-2]. */
@@ -275,7 +294,10 @@ export class VisionService {
     const lane = this.lanes.get(camera);
     if (!lane) return;
     for (const f of lane.queue) {
-      if (!f.detected) break;
+      if (!f.detected) {
+        if (f.done) continue; // lost with its worker: nothing to track
+        break;
+      }
       if (f.tracked || !f.detected.ok) continue;
       this.track(f, lane.tracker, f.detected);
     }

@@ -582,6 +582,24 @@ describe('VisionService (worker thread, real models)', () => {
     }
   }, 60_000);
 
+  it('a worker that dies takes no more frames; its frame is refused and the camera carries on', async () => {
+    const frame = await sceneWithFaces(640, 480, [{ row: 4, col: 2, x: 200, y: 120, size: 180 }], 4);
+    const before = service.status().frames;
+    service.frame('cam-1', frame);
+    service.frame('cam-1', frame); // both workers busy now
+    const slots = (service as unknown as { slots: Array<{ worker: { terminate(): Promise<number> } }> })
+      .slots;
+    await slots[1]!.worker.terminate();
+    await service.idle();
+    expect(service.status().workers).toBe(1);
+    service.frame('cam-1', frame);
+    await service.idle();
+    const after = service.status().frames;
+    expect(after.refused - before.refused).toBe(1);
+    expect(after.processed - before.processed).toBe(2);
+    expect(logs.join('')).toContain('a vision worker exited');
+  }, 60_000);
+
   it('refuses frames from a device that is not a configured camera', () => {
     const before = service.status().frames.refused;
     service.frame('cam-unknown', Buffer.from([0xff, 0xd8]));
