@@ -13,6 +13,9 @@ export interface IngestResult {
   power_msgs_s: number;
   ratio_process: number;
   ratio_power: number;
+  /** Same edge with the in-memory outbox: what the path costs without LevelDB. */
+  memory_msgs_s: number;
+  ratio_memory: number;
   cpu_us_per_msg: Record<Mode, number>;
   devices: number;
   inflight: number;
@@ -22,7 +25,7 @@ export interface IngestResult {
   edgePeakRssMB: number;
 }
 
-type Mode = 'raw' | 'process' | 'power';
+type Mode = 'raw' | 'process' | 'power' | 'memory';
 
 /** CPU time (user + system, all threads) a process has used so far, from /proc. */
 function cpuSeconds(pid: number | undefined): number {
@@ -42,7 +45,8 @@ const CLOCK_TICKS = 100;
  * `bench ingest`: device QoS1 publishes (firmware-sim loadgen, `--devices` clients,
  * `--inflight` window each, `--payload-bytes`) into (a) plain aedes with no outbox and
  * (b) the edge agent with the LevelDB outbox at durability `process` and (c) `power`,
- * all in this run with the same loadgen. The figure is PUBACKs per second over a
+ * and (d) the same edge with the in-memory outbox (no LevelDB: what the rest of the
+ * path costs), all in this run with the same loadgen. The figure is PUBACKs per second over a
  * measured window after a warm-up; each round runs every mode once, the median is kept.
  */
 export const ingest: Scenario<IngestResult> = {
@@ -64,12 +68,12 @@ export const ingest: Scenario<IngestResult> = {
     const seconds = num(a.seconds, 8);
     const warmup = num(a.warmup, 2);
     const rounds = num(a.rounds, 1);
-    const results: Record<Mode, number[]> = { raw: [], process: [], power: [] };
-    const cpu: Record<Mode, number[]> = { raw: [], process: [], power: [] };
+    const results: Record<Mode, number[]> = { raw: [], process: [], power: [], memory: [] };
+    const cpu: Record<Mode, number[]> = { raw: [], process: [], power: [], memory: [] };
     let peak = 0;
     try {
       for (let r = 0; r < rounds; r++) {
-        for (const mode of ['raw', 'process', 'power'] as Mode[]) {
+        for (const mode of ['raw', 'process', 'power', 'memory'] as Mode[]) {
           const { rate, cpuUsPerMsg, rss } = await measure(mode, {
             nDev,
             inflight,
@@ -96,17 +100,21 @@ export const ingest: Scenario<IngestResult> = {
     const raw = med(results.raw);
     const proc = med(results.process);
     const power = med(results.power);
+    const memory = med(results.memory);
     return {
       raw_msgs_s: Math.round(raw),
       process_msgs_s: Math.round(proc),
       power_msgs_s: Math.round(power),
       ratio_process: round3(proc / raw),
       ratio_power: round3(power / raw),
+      memory_msgs_s: Math.round(memory),
+      ratio_memory: round3(memory / raw),
       // Broker-process CPU per PUBACK: less sensitive than msgs/s to other load on the machine.
       cpu_us_per_msg: {
         raw: round1(med(cpu.raw)),
         process: round1(med(cpu.process)),
         power: round1(med(cpu.power)),
+        memory: round1(med(cpu.memory)),
       },
       devices: nDev,
       inflight,
@@ -147,9 +155,10 @@ async function measure(
       cloudBroker: 'embedded',
       startCloud: false,
       devices,
-      durability: mode,
+      durability: mode === 'memory' ? 'process' : mode,
       // A budget no run reaches, so the figure is the append path, not drop bookkeeping.
       outbox: {
+        ...(mode === 'memory' ? { kind: 'memory' } : {}),
         maxBytes: 16 * 2 ** 30,
         lanes: { tx: { maxBytes: 0 }, event: { maxBytes: 0 }, telemetry: { maxBytes: 0, ttlMs: 86_400_000 } },
       },
