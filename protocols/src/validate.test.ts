@@ -34,7 +34,11 @@ describe('device payloads', () => {
   });
 
   it('parses JSON under a size limit with coded errors', () => {
-    expect(parseJsonPayload(Buffer.from('{"a":1}'), 100)).toEqual({ ok: true, value: { a: 1 }, text: '{"a":1}' });
+    expect(parseJsonPayload(Buffer.from('{"a":1}'), 100)).toEqual({
+      ok: true,
+      value: { a: 1 },
+      text: '{"a":1}',
+    });
     const bad = parseJsonPayload(Buffer.from('{"a":'), 100);
     expect(bad.ok ? 'ok' : bad.error.code).toBe('PROTO_ERR_MALFORMED_JSON');
     const big = parseJsonPayload(Buffer.alloc(101, 32), 100);
