@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UnsequencedEvent } from '@storelink/protocols';
@@ -37,7 +38,10 @@ describe('system: outbox on a full disk (real ENOSPC)', () => {
     try {
       const acked = { tx: 0, telemetry: 0 };
       let failed = 0;
-      const noise = () => Math.random().toString(36).repeat(30);
+      // Incompressible (LevelDB compresses its tables): the disk must really fill up. A
+      // repeated short string compressed so well that, with one value per group commit
+      // [OUTBOX-SEG-1], 400 rounds fitted in the 10 MB left.
+      const noise = () => randomBytes(240).toString('base64');
       for (let round = 0; round < 400 && failed < 1000; round++) {
         const events: UnsequencedEvent[] = Array.from({ length: 200 }, (_, i) => ({
           ...makeEvent(i % 10 === 0 ? 'tx' : 'telemetry'),
