@@ -34,7 +34,11 @@ export interface VisionServiceOptions {
   registry: Registry;
   /** Worker entry (default: worker-boot.mjs next to this file). */
   workerUrl?: URL;
+  /** First delay before a worker that exited is replaced (doubling to 30 s); default 1000 ms. */
+  restartMinMs?: number;
 }
+
+const RESTART_MAX_MS = 30_000;
 
 interface Waiting {
   camera: string;
@@ -105,6 +109,11 @@ export class VisionService {
     this.cameras = new Map(o.config.cameras.map((c) => [c.id, c]));
   }
 
+  private workerUrl: URL | undefined;
+  private workerInit: WorkerInit | undefined;
+  private restartDelayMs = 0;
+  private readonly restartTimers = new Set<NodeJS.Timeout>();
+
   async start(): Promise<void> {
     const c = this.o.config;
     const init: WorkerInit = {
@@ -116,8 +125,10 @@ export class VisionService {
         detect: { minScore: c.minScore, iou: 0.3, maxFaces: c.maxFaces, minSizePx: c.minFacePx },
       },
     };
-    const url = this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url);
-    await Promise.all(Array.from({ length: c.workers ?? 1 }, () => this.startWorker(url, init)));
+    this.workerUrl = this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url);
+    this.workerInit = init;
+    this.restartDelayMs = this.o.restartMinMs ?? 1000;
+    await Promise.all(Array.from({ length: c.workers ?? 1 }, () => this.startWorker()));
     this.ready = true;
     this.occTimer = setInterval(() => void this.flushOccupancy(), c.occupancyEveryMs);
     this.occTimer.unref();
@@ -133,11 +144,18 @@ export class VisionService {
     );
   }
 
-  private async startWorker(url: URL, init: WorkerInit): Promise<void> {
-    const w = new Worker(url, { workerData: init });
+  /** Starts one inference worker; it joins the pool once its models are loaded. */
+  private async startWorker(): Promise<void> {
+    const w = new Worker(this.workerUrl!, { workerData: this.workerInit });
     const slot: Slot = { worker: w, seq: null };
-    this.slots.push(slot);
     await new Promise<void>((resolve, reject) => {
+      w.once('exit', (code) =>
+        reject(
+          edgeError('EDGE_ERR_VISION_MODEL', {
+            reason: `vision worker exited (${code}) before it was ready`,
+          }),
+        ),
+      );
       w.on('message', (r: WorkerReply) => {
         if (r.kind === 'ready') {
           this.backend = r.backend;
@@ -151,6 +169,11 @@ export class VisionService {
     });
     w.on('error', (e) => this.o.logger.error({ err: e.message }, 'vision worker failed'));
     w.on('exit', () => this.lose(slot));
+    if (this.closed) {
+      await w.terminate();
+      return;
+    }
+    this.slots.push(slot);
   }
 
   /**
@@ -167,8 +190,41 @@ export class VisionService {
       f.done = { ok: false, reason: 'inference', message: 'the vision worker running this frame exited' };
       this.advance(f.camera);
     }
-    this.o.logger.error({ workers: this.slots.length }, 'a vision worker exited; it takes no more frames');
+    this.o.logger.error(
+      { workers: this.slots.length, restartInMs: this.restartDelayMs },
+      'a vision worker exited; it takes no more frames and is replaced',
+    );
+    this.scheduleRestart();
     this.pump();
+  }
+
+  /**
+   * [VISION-PIPE-5] a worker that exited is replaced after a backoff (1 s doubling to
+   * 30 s, back to the minimum once a replacement is ready), so one crash does not leave
+   * the camera with less capacity, or none, until the agent restarts.
+   */
+  private scheduleRestart(): void {
+    const delay = this.restartDelayMs;
+    this.restartDelayMs = Math.min(delay * 2, RESTART_MAX_MS);
+    const t = setTimeout(() => {
+      this.restartTimers.delete(t);
+      if (this.closed) return;
+      this.startWorker().then(
+        () => {
+          if (this.closed) return;
+          this.restartDelayMs = this.o.restartMinMs ?? 1000;
+          this.m.workerRestarts.inc();
+          this.o.logger.warn({ workers: this.slots.length }, 'vision worker replaced');
+          this.pump();
+        },
+        (err: Error) => {
+          this.o.logger.error({ err: err.message }, 'replacing a vision worker failed; retrying');
+          if (!this.closed) this.scheduleRestart();
+        },
+      );
+    }, delay);
+    t.unref();
+    this.restartTimers.add(t);
   }
 
   /** A camera frame (raw JPEG) from `dev/{camera}/evt/vision.frame`. Never stored [VISION-PRIVACY-2]. */
@@ -214,6 +270,8 @@ export class VisionService {
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.occTimer);
+    for (const t of this.restartTimers) clearTimeout(t);
+    this.restartTimers.clear();
     this.waiting.clear();
     this.order.length = 0;
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
@@ -506,6 +564,11 @@ export function visionMetrics(registry: Registry, gallery: () => Gallery | undef
       help: 'vision pipeline time per frame by stage (total includes queueing in the worker)',
       labelNames: ['stage'],
       buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6],
+      registers,
+    }),
+    workerRestarts: new Counter({
+      name: 'storelink_edge_vision_worker_restarts_total',
+      help: 'inference workers replaced after one exited [VISION-PIPE-5]',
       registers,
     }),
     matchSeconds: new Histogram({

@@ -396,6 +396,7 @@ describe('VisionService (worker thread, real models)', () => {
     service = new VisionService({
       // Two workers taking frames in turn [VISION-PIPE-4].
       config: config({ workers: 2 }),
+      restartMinMs: 200,
       gallery,
       now: tick,
       logger,
@@ -582,7 +583,7 @@ describe('VisionService (worker thread, real models)', () => {
     }
   }, 60_000);
 
-  it('a worker that dies takes no more frames; its frame is refused and the camera carries on', async () => {
+  it('a worker that dies takes no more frames; its frame is refused, the camera carries on, and the worker is replaced', async () => {
     const frame = await sceneWithFaces(640, 480, [{ row: 4, col: 2, x: 200, y: 120, size: 180 }], 4);
     const before = service.status().frames;
     service.frame('cam-1', frame);
@@ -598,7 +599,15 @@ describe('VisionService (worker thread, real models)', () => {
     expect(after.refused - before.refused).toBe(1);
     expect(after.processed - before.processed).toBe(2);
     expect(logs.join('')).toContain('a vision worker exited');
-  }, 60_000);
+    // [VISION-PIPE-5] replaced after the backoff; both workers take frames again.
+    await waitFor(() => (service.status().workers === 2 ? true : undefined), 30_000, 'the worker replaced');
+    expect(logs.join('')).toContain('vision worker replaced');
+    service.frame('cam-1', frame);
+    service.frame('cam-1', frame); // the second goes to the other (replaced) worker, not stale
+    await service.idle();
+    expect(service.status().frames.processed - after.processed).toBe(2);
+    expect(service.status().frames.dropped).toBe(after.dropped);
+  }, 90_000);
 
   it('refuses frames from a device that is not a configured camera', () => {
     const before = service.status().frames.refused;
