@@ -66,11 +66,13 @@ class WatermarkFile {
 function toOps(ws: WriteSet, segs: Record<Lane, SegmentIndex>): Op[] {
   const ops: Op[] = [];
   // An owed undo of pipelined batches goes first: this set's puts of the same keys win.
-  // Each entry is one undone batch's run of one lane, stored as one segment at its first seq.
+  // Every seq's key is deleted: an undone batch's run of a lane may have been cut into
+  // several segments (SEGMENT_MAX_CHARS), each keyed by its own first seq; deleting a key
+  // that holds no segment costs a tombstone, on a path that only failures take.
   const r = ws.repair;
   if (r) {
     for (const x of r.removed)
-      if (x.seqs.length > 0) ops.push({ type: 'del', key: eventKey(x.lane, Math.min(...x.seqs)) });
+      for (const seq of x.seqs) ops.push({ type: 'del', key: eventKey(x.lane, seq) });
     for (const record of r.dedupeDel) ops.push({ type: 'del', key: dedupeRecordKey(record) });
     for (const m of r.next) ops.push({ type: 'put', key: metaKey('next', m.lane), value: String(m.value) });
   }

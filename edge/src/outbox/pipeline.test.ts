@@ -160,15 +160,45 @@ describe('pipelined group commit', () => {
     // One new event: seq 1 again; the write also deletes the stray tx 2 and 3.
     expect((await store.outbox.append(makeEvent('tx'))).seq).toBe(1);
     const carried = g.calls[3]!.ops;
-    // tx 2 and 3 were one group commit, so one segment at its first seq [OUTBOX-SEG-1].
+    // tx 2 and 3 were one group commit (one segment at tx 2 [OUTBOX-SEG-1]); the undo
+    // deletes the key of every seq it took back, so a run cut into several segments goes too.
     expect(carried.filter((o) => o.type === 'del' && o.key.startsWith('o!')).map((o) => o.key)).toEqual([
       'o!tx!0000000000000002',
+      'o!tx!0000000000000003',
     ]);
     await store.close();
     const again = await openLevelStore(dir, opts);
     expect(again.recovery.lostCount).toBe(0);
     expect((await readAll(again, 'tx')).map((e) => e.seq)).toEqual([1]);
     expect((await again.outbox.append(makeEvent('tx'))).seq).toBe(2);
+    await again.close();
+  });
+
+  test('the undo of a batch cut into several segments deletes every one of them [OUTBOX-SEG-1]', async () => {
+    const { g, onDb } = gate();
+    const dir = freshDir();
+    const opts = options(fakeClock());
+    const store = await openLevelStore(dir, { ...opts, onDb });
+    g.hold = 1;
+    const a = store.outbox.append(makeEvent('tx'));
+    await tick();
+    // ~300 KB in one group commit: more than one segment (SEGMENT_MAX_CHARS).
+    const big = Array.from({ length: 100 }, () => store.outbox.append(makeEvent('tx', { pad: 3000 })));
+    await tick();
+    await g.calls[1]!.done;
+    const written = g.calls[1]!.ops.filter((o) => o.type === 'put' && o.key.startsWith('o!tx!'));
+    expect(written.length).toBeGreaterThan(2);
+    g.held[0]!.fail(new Error('I/O error'));
+    const settled = await Promise.allSettled([a, ...big]);
+    expect(settled.every((r) => r.status === 'rejected')).toBe(true);
+    await tick();
+    const dels = new Set(g.calls[2]!.ops.filter((o) => o.type === 'del').map((o) => o.key));
+    for (const put of written) expect(dels.has(put.key)).toBe(true);
+    await store.close();
+    const again = await openLevelStore(dir, opts);
+    expect(again.recovery.lostCount).toBe(0);
+    expect(await readAll(again, 'tx')).toEqual([]);
+    expect((await again.outbox.append(makeEvent('tx'))).seq).toBe(1);
     await again.close();
   });
 
