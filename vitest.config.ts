@@ -13,10 +13,6 @@ export default defineConfig({
           ],
           testTimeout: 30_000,
           hookTimeout: 30_000,
-          // Vitest's default is cores - 1 = one file at a time on the 2-core machines this
-          // runs on; most unit files wait on sockets, LevelDB and timers, so two at once
-          // cut the wall time (~290 s to ~180 s) without starving either.
-          maxWorkers: 2,
         },
       },
       {
