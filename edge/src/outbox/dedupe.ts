@@ -22,6 +22,8 @@ export interface DedupeOptions {
 export const DEDUPE_DEFAULTS: DedupeOptions = { windowMs: 24 * 3600_000, maxPerDevice: 1000 };
 
 export interface DedupeEntry {
+  /** `dedupeKey(device, mid)` when the planner already made it (not persisted). */
+  key?: string;
   device: string;
   mid: string;
   lane: Lane;
@@ -146,7 +148,7 @@ export class DedupeIndex {
   }
 
   private add(record: number, entry: DedupeEntry): void {
-    const key = dedupeKey(entry.device, entry.mid);
+    const key = entry.key ?? dedupeKey(entry.device, entry.mid);
     const old = this.entries.get(key);
     if (old) this.unlink(old);
     let fifo = this.fifos.get(entry.device);

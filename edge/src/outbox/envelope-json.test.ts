@@ -32,6 +32,25 @@ describe('envelopeJson [OUTBOX-WRITE-2]', () => {
     );
   });
 
+  test('every field, whatever characters or numbers it holds, is written as JSON.stringify writes it', () => {
+    const text = fc.string({ unit: 'binary', maxLength: 30 });
+    const num = fc.oneof(fc.integer(), fc.double(), fc.constantFrom(-0, 1e21, Number.MAX_SAFE_INTEGER));
+    fc.assert(
+      fc.property(
+        fc.record({ id: text, type: text, device: text, gateway: text, site: text, mid: text }),
+        num,
+        num,
+        num,
+        fc.jsonValue(),
+        (f, ts, rts, seq, p) => {
+          const e = { ...envelope(p, f.mid), ...f, ts, rts, seq } as EventEnvelope;
+          expect(envelopeJson(e, JSON.stringify(p))).toBe(JSON.stringify(e));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
   test("the device's own spelling is kept and parses to the value the edge validated", () => {
     const text = '{ "grams" : 1.50, "tags":["a" , "b"], "big": 12345678901234567890 }';
     const e = envelope(JSON.parse(text), 'm-1');
@@ -41,7 +60,7 @@ describe('envelopeJson [OUTBOX-WRITE-2]', () => {
   });
 
   test('text with a newline or a number that overflows to Infinity is serialised from the value', () => {
-    for (const text of ['{"a":\n1}', '{"t":1e999}', `{"n":${'9'.repeat(400)}}`]) {
+    for (const text of ['{"a":\n1}', '{"t":1e999}', '{"t":-2E+400}', `{"n":${'9'.repeat(400)}}`]) {
       const e = envelope(JSON.parse(text));
       const json = envelopeJson(e, text);
       expect(json).toBe(JSON.stringify(e));
