@@ -312,3 +312,6 @@ export function openEmbedding(key: Buffer, gateway: string, memberId: string, se
   for (let i = 0; i < q.length; i++) q[i] = plain.readInt8(4 + i);
   return dequantize(q, scale);
 }
+
+// FaceRes' load-time graph rewrite [VISION-RUNTIME-3], shared by the edge pipeline and the cloud's enrolment.
+export { fuseRelu6Chains, type GraphNode, scalarWeights, type WeightSpec } from './vision-graph.ts';

@@ -4,7 +4,6 @@ import { dirname, join } from 'node:path';
 import { vision } from '@storelink/protocols';
 import * as tf from '@tensorflow/tfjs-core';
 import { type GraphModel, loadGraphModel } from '@tensorflow/tfjs-converter';
-import { fuseRelu6Chains, type GraphNode, scalarWeights, type WeightSpec } from './graph-rewrite.ts';
 import { enableWasmThreadsInNode } from './wasm-threads.ts';
 
 /**
@@ -53,8 +52,11 @@ export function diskModel(
       const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
       const weightData = all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength);
       if (o.fuseRelu6) {
-        const nodes = (json.modelTopology.node ?? []) as GraphNode[];
-        const relu6Fused = fuseRelu6Chains(nodes, scalarWeights(weightSpecs as WeightSpec[], weightData));
+        const nodes = (json.modelTopology.node ?? []) as vision.GraphNode[];
+        const relu6Fused = vision.fuseRelu6Chains(
+          nodes,
+          vision.scalarWeights(weightSpecs as vision.WeightSpec[], weightData),
+        );
         o.onLoad?.({ relu6Fused });
       }
       return {

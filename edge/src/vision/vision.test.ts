@@ -17,7 +17,6 @@ import { MemoryKv } from '../outbox/memory.ts';
 import type { VisionConfig } from './config.ts';
 import { decodeFrame, embedDue, Tracker } from './frames.ts';
 import { Gallery } from './gallery.ts';
-import { fuseRelu6Chains, type GraphNode, scalarWeights } from './graph-rewrite.ts';
 import { type FaceModels, loadFaceModels, type RgbFrame } from './model.ts';
 import { SimdDot } from './simd.ts';
 import { VisionService, zoneOf } from './service.ts';
@@ -125,7 +124,7 @@ describe('FaceRes graph rewrite [VISION-RUNTIME-3]', () => {
   });
 
   it('rewrites only chains whose constants are 6 and 0 and whose middle ops have one consumer', () => {
-    const chain = (p: string, six: string, zero: string): GraphNode[] => [
+    const chain = (p: string, six: string, zero: string): vision.GraphNode[] => [
       { name: `${p}/relu`, op: 'Relu', input: [`${p}/x`] },
       { name: `${p}/min`, op: 'Minimum', input: [`${p}/relu`, six] },
       { name: `${p}/max`, op: 'Maximum', input: [`${p}/min`, zero], attr: { T: { type: 'DT_FLOAT' } } },
@@ -136,7 +135,7 @@ describe('FaceRes graph rewrite [VISION-RUNTIME-3]', () => {
       ...chain('c', 'c6', 'c0'),
       { name: 'c/peek', op: 'Identity', input: ['c/min'] }, // the Minimum is read elsewhere
     ];
-    const n = fuseRelu6Chains(
+    const n = vision.fuseRelu6Chains(
       nodes,
       new Map([
         ['c6', 6],
@@ -156,7 +155,7 @@ describe('FaceRes graph rewrite [VISION-RUNTIME-3]', () => {
     v.setFloat32(12, 2.5, true); // after a 3-float vector
     v.setUint16(16, 0x4600, true); // float16 6.0
     v.setFloat32(18, -1, true);
-    const m = scalarWeights(
+    const m = vision.scalarWeights(
       [
         { name: 'vec', shape: [3], dtype: 'float32' },
         { name: 'a', shape: [], dtype: 'float32' },
