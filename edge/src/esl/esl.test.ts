@@ -235,6 +235,10 @@ describe('ESL: agent restart', () => {
       const want = agent.esl.tags.get(mac(1))!.want!.dataVer;
       await world.run(clock.now() + 60_000);
       expect(world.tags.get(mac(1))!.shown).toBe(want);
+      // The AP's transfer report may still be on its way to the edge when the simulated tag
+      // shows the image: wait for the edge to have confirmed it (and so persisted it) before
+      // the restart, or the test races the report (it failed once in CI that way).
+      await until(() => agent.esl.tags.get(mac(1))?.want?.confirmed === true, 10_000, 'edge confirmed tag 1');
       await world.close();
       await agent.close();
 
