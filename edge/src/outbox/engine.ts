@@ -87,9 +87,7 @@ export class EngineOutbox implements Outbox {
   }
 
   append(event: UnsequencedEvent): Promise<EventEnvelope> {
-    return new Promise((resolve, reject) =>
-      this.appendWith(event, (err, env) => (err ? reject(err) : resolve(env!))),
-    );
+    return appendPromise(this, event);
   }
 
   /** [OUTBOX-WRITE-2] one callback per event, no promise: the ingest path calls this. */
@@ -412,6 +410,16 @@ export class EngineOutbox implements Outbox {
     }
     return out;
   }
+}
+
+/** `append` of an outbox as a promise around its `appendWith` [OUTBOX-WRITE-2]. */
+export function appendPromise(
+  o: Pick<Outbox, 'appendWith'>,
+  event: UnsequencedEvent,
+): Promise<EventEnvelope> {
+  return new Promise((resolve, reject) =>
+    o.appendWith(event, (err, env) => (err ? reject(err) : resolve(env!))),
+  );
 }
 
 function ioError(err: unknown): Error {

@@ -128,10 +128,7 @@ class LevelStorage implements OutboxStorage {
    * with committed state.
    */
   committed(ws: WriteSet): void {
-    for (const x of ws.removed) {
-      const idx = this.segs[x.lane];
-      idx.shift(idx.wholeThrough(lastRemoved(x)).length);
-    }
+    for (const x of ws.removed) this.segs[x.lane].dropThrough(lastRemoved(x));
     for (const run of segmentRuns(ws.events)) this.segs[run.lane].push(run.first, run.count);
     if (ws.repair || ws.meta.some((m) => m.field === 'next')) this.writeWatermark();
   }

@@ -2,7 +2,7 @@ import type { EventEnvelope, Lane, UnsequencedEvent } from '@storelink/protocols
 import { LANES } from '@storelink/protocols';
 import { edgeError } from '../errors.ts';
 import { DiskGuard, type DiskGuardOptions, type DiskGuardStatus } from './disk-guard.ts';
-import { errorText, type LogFn } from './engine.ts';
+import { appendPromise, errorText, type LogFn } from './engine.ts';
 import { type LevelStoreOptions, openLevelStore } from './level.ts';
 import type {
   AppendDone,
@@ -72,9 +72,7 @@ class ResilientOutbox implements Outbox {
   }
 
   append(event: UnsequencedEvent): Promise<EventEnvelope> {
-    return new Promise((resolve, reject) =>
-      this.appendWith(event, (err, env) => (err ? reject(err) : resolve(env!))),
-    );
+    return appendPromise(this, event);
   }
 
   appendWith(event: UnsequencedEvent, done: AppendDone, payloadJson?: string): void {

@@ -56,7 +56,7 @@ describe('segments [OUTBOX-SEG-1]', () => {
     expect(idx.startFor(12)).toBe(8);
     expect(idx.wholeThrough(2)).toEqual([]);
     expect(idx.wholeThrough(9)).toEqual([1, 4]);
-    idx.shift(2);
+    idx.dropThrough(9);
     expect(idx.length).toBe(1);
     expect(idx.startFor(3)).toBe(3);
     expect(idx.wholeThrough(12)).toEqual([8]);

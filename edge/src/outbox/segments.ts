@@ -99,9 +99,10 @@ export class SegmentIndex {
     return out;
   }
 
-  /** Forgets the `n` head segments (after their deletion was committed). */
-  shift(n: number): void {
-    this.head += n;
+  /** Forgets the head segments whose every line is <= upTo (after their deletion was committed). */
+  dropThrough(upTo: number): void {
+    while (this.head < this.firsts.length && this.firsts[this.head]! + this.counts[this.head]! - 1 <= upTo)
+      this.head++;
     if (this.head > 1024 && this.head * 2 > this.firsts.length) {
       this.firsts = this.firsts.slice(this.head);
       this.counts = this.counts.slice(this.head);

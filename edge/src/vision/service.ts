@@ -105,13 +105,16 @@ export class VisionService {
   private readonly cameras: Map<string, VisionConfig['cameras'][number]>;
 
   constructor(private readonly o: VisionServiceOptions) {
+    this.restartMinMs = o.restartMinMs ?? 1000;
+    this.restartDelayMs = this.restartMinMs;
     this.m = visionMetrics(o.registry, () => o.gallery);
     this.cameras = new Map(o.config.cameras.map((c) => [c.id, c]));
   }
 
   private workerUrl: URL | undefined;
   private workerInit: WorkerInit | undefined;
-  private restartDelayMs = 0;
+  private readonly restartMinMs: number;
+  private restartDelayMs: number;
   private readonly restartTimers = new Set<NodeJS.Timeout>();
 
   async start(): Promise<void> {
@@ -127,7 +130,6 @@ export class VisionService {
     };
     this.workerUrl = this.o.workerUrl ?? new URL('./worker-boot.mjs', import.meta.url);
     this.workerInit = init;
-    this.restartDelayMs = this.o.restartMinMs ?? 1000;
     await Promise.all(Array.from({ length: c.workers ?? 1 }, () => this.startWorker()));
     this.ready = true;
     this.occTimer = setInterval(() => void this.flushOccupancy(), c.occupancyEveryMs);
@@ -212,7 +214,7 @@ export class VisionService {
       this.startWorker().then(
         () => {
           if (this.closed) return;
-          this.restartDelayMs = this.o.restartMinMs ?? 1000;
+          this.restartDelayMs = this.restartMinMs;
           this.m.workerRestarts.inc();
           this.o.logger.warn({ workers: this.slots.length }, 'vision worker replaced');
           this.pump();
